@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# acceptance.sh: drives the simulated cards with real, unmodified smart-card
+# tools (opensc-tool, pkcs11-tool, pkcs15-tool, openssl) through pcscd, the
+# way a tester would. Needs a pcscd with vpcd (see with-pcscd.sh) and
+# bin/dmpagent. Prints one line per check and "N passed, N failed".
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+bin=$root/bin/dmpagent
+module=${DMPAGENT_PKCS11_MODULE:-$(ls /usr/lib/*/opensc-pkcs11.so /usr/lib/opensc-pkcs11.so 2>/dev/null | head -1)}
+work=$(mktemp -d)
+export DMPAGENT_SIM_DIR=$work/sim
+passed=0 failed=0
+
+cleanup() { "$bin" sim down >/dev/null 2>&1; rm -rf "$work"; }
+trap cleanup EXIT
+
+check() { # check NAME COMMAND...: passes when COMMAND succeeds
+  local name=$1; shift
+  if out=$("$@" 2>&1); then
+    passed=$((passed + 1)); echo "PASS $name"
+  else
+    failed=$((failed + 1)); echo "FAIL $name"; echo "$out" | sed 's/^/     /' | tail -15
+  fi
+}
+has() { grep -q -- "$1" <<<"$2"; }
+
+p11() { pkcs11-tool --module "$module" "$@"; }
+echo -n "consent receipt" >"$work/msg"
+
+check "sim up" "$bin" sim up
+check "sim insert cps gp --reader 0" "$bin" sim insert cps gp --reader 0
+
+atr=$(opensc-tool -r 0 -a 2>&1)
+echo "     opensc-tool -r 0 -a: $atr"
+check "opensc-tool -a shows the test CPS ATR" has "3b:8e:80:01:80:5c:44:4d:50:20:54:45:53:54:20:43:50:53:dc" "$atr"
+name=$(opensc-tool -r 0 -n 2>&1)
+echo "     opensc-tool -r 0 -n: $name"
+check "opensc-tool -n names a PIV card" has "Personal Identity Verification Card" "$name"
+
+list=$(p11 -L 2>&1)
+check "pkcs11-tool -L shows a token in reader 0" has "token label" "$(grep -A2 'Virtual PCD 00 00' <<<"$list")"
+objs=$(p11 -O 2>&1)
+check "pkcs11-tool -O lists the authentication certificate" has "Certificate for PIV Authentication" "$objs"
+objs=$(p11 --login --pin 1234 -O 2>&1)
+check "pkcs11-tool --login -O lists its private key" has "PIV AUTH key" "$objs"
+
+p11 --read-object --type cert --id 01 -o "$work/auth.der" >/dev/null 2>&1
+openssl x509 -inform DER -in "$work/auth.der" -out "$work/auth.pem" 2>/dev/null
+openssl x509 -in "$work/auth.pem" -pubkey -noout >"$work/auth.pub" 2>/dev/null
+subject=$(openssl x509 -in "$work/auth.pem" -noout -subject -nameopt RFC2253,-esc_msb 2>&1)
+echo "     $subject"
+check "subject has the multi-valued CN+SN+GN" has "CN=899900063480+SN=LIBRE+GN=Max" "$subject"
+check "subject has T (title) = Médecin" has "title=Médecin" "$subject"
+check "openssl verify chains to the test root" openssl verify -CAfile "$DMPAGENT_SIM_DIR/pki/root.pem" \
+  -untrusted "$DMPAGENT_SIM_DIR/pki/intermediates.pem" "$work/auth.pem"
+
+check "pkcs11-tool signs SHA256-RSA-PKCS with PIN 1234" p11 --login --pin 1234 --sign -m SHA256-RSA-PKCS --id 01 \
+  -i "$work/msg" -o "$work/sig"
+check "openssl dgst -verify accepts the signature" openssl dgst -sha256 -verify "$work/auth.pub" -signature "$work/sig" "$work/msg"
+check "pkcs11-tool signs RSA-PSS (TLS 1.3)" p11 --login --pin 1234 --sign -m SHA256-RSA-PKCS-PSS --id 01 \
+  -i "$work/msg" -o "$work/sig-pss"
+check "openssl verifies the PSS signature" openssl dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:-1 \
+  -verify "$work/auth.pub" -signature "$work/sig-pss" "$work/msg"
+
+for i in 1 2 3; do
+  out=$(p11 --login --pin 9999 -O 2>&1)
+  echo "     wrong PIN $i: $(grep -o 'CKR_[A-Z_]*' <<<"$out" | head -1)"
+done
+check "pkcs11-tool -L says the PIN is locked" has "user PIN locked" "$(p11 -L 2>&1)"
+check "the right PIN is refused once locked (CKR_PIN_LOCKED)" has "CKR_PIN_LOCKED" "$(p11 --login --pin 1234 -O 2>&1)"
+check "pkcs15-tool unblocks with the PUK" pkcs15-tool --reader 0 --unblock-pin --puk 12345678 --new-pin 1234
+check "PIN 1234 works again after unblock" p11 --login --pin 1234 --sign -m SHA256-RSA-PKCS --id 01 -i "$work/msg" -o "$work/sig2"
+
+check "sim insert vitale family --reader 1" "$bin" sim insert vitale family --reader 1
+vatr=$(opensc-tool -r 1 -a 2>&1)
+echo "     opensc-tool -r 1 -a: $vatr"
+check "opensc-tool -a shows a Vitale 2 ATR" grep -Eq '^3b:75:13:00:00:4[0-9a-f]:09:ea:90:00$' <<<"$vatr"
+sel=$(opensc-tool -r 1 -s "00 A4 04 00 0B D2 50 00 00 02 56 49 54 41 4C 45" 2>&1)
+check "SELECT VITALE answers 90 00" has "SW1=0x90, SW2=0x00" "$sel"
+
+"$bin" sim remove --reader 0 >/dev/null
+t0=$(date +%s%N)
+out=$(opensc-tool -r 0 -a 2>&1); rc=$?
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+echo "     after remove: opensc-tool -r 0 -a exit $rc in ${ms} ms: $(tail -1 <<<"$out")"
+check "after sim remove, opensc-tool -a finds no card (within 1 s)" test "$rc" -ne 0 -a "$ms" -lt 1000
+
+check "fault knob: present the real CPS3 ATR" "$bin" sim insert cps pharmacist --reader 0 \
+  --atr "3B AC 00 40 2A 00 12 25 00 64 80 00 03 10 00 90 00"
+check "opensc-tool -a shows the CPS3 ATR" has "3b:ac:00:40:2a:00:12:25:00:64:80:00:03:10:00:90:00" "$(opensc-tool -r 0 -a 2>&1)"
+"$bin" sim remove --reader 0 >/dev/null
+
+check "sim status" "$bin" sim status
+check "sim down" "$bin" sim down
+
+echo "acceptance: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
