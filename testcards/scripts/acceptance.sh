@@ -7,7 +7,7 @@ set -uo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$root/bin/dmpagent
-module=${DMPAGENT_PKCS11_MODULE:-$(ls /usr/lib/*/opensc-pkcs11.so /usr/lib/opensc-pkcs11.so 2>/dev/null | head -1)}
+module=${DMPAGENT_PKCS11_MODULE:-$(ls /usr/lib/*/opensc-pkcs11.so /usr/lib/opensc-pkcs11.so 2>/dev/null | head -1 || true)}
 work=$(mktemp -d)
 export DMPAGENT_SIM_DIR=$work/sim
 passed=0 failed=0

@@ -286,7 +286,12 @@ func TestEmptyPatient(t *testing.T) {
 
 // FuzzTransmit feeds arbitrary APDU sequences to the emulator: it must never
 // panic, always answer a status word, give data only with 9000, leave the
-// command untouched, and still read back intact after a reset.
+// command untouched, and be a fresh card again after a reset. That last check
+// compares the whole card with a new one rather than reading it back: a read
+// per input made each run slow enough that Go's input minimisation (which
+// reruns the target for every way of cutting bytes out of an input) stalled
+// 20-second runs for most of their time; TestReadPersonas covers reading a
+// fresh card.
 func FuzzTransmit(f *testing.F) {
 	seq := func(cmds ...string) []byte {
 		out := []byte{0}
@@ -303,10 +308,6 @@ func FuzzTransmit(f *testing.F) {
 	f.Add(seq("00 A4 04 00 09 A0 00 00 03 08 00 00 10 00", "FF CA 00 00 00", "00 B0 82 00 00", "00 A4 04 00 00 00 02 3F 00"))
 	f.Add(seq("", "00", "00 A4 04 00 FF"))
 	patients := persona.Patients()
-	wants := make([]Contents, len(patients))
-	for i, p := range patients {
-		wants[i] = want(p)
-	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) == 0 {
 			return
@@ -338,9 +339,8 @@ func FuzzTransmit(f *testing.F) {
 			}
 		}
 		c.Reset()
-		got, err := Read(txOf(c))
-		if err != nil || !reflect.DeepEqual(got, wants[i]) {
-			t.Fatalf("after the sequence and a reset: Read = %+v, %v", got, err)
+		if !reflect.DeepEqual(c, New(patients[i])) {
+			t.Fatal("after the sequence and a reset the card differs from a new one")
 		}
 	})
 }
