@@ -433,6 +433,7 @@ func parseBeneficiary(v []byte) (Beneficiary, error) {
 		b.Rank, _ = strconv.Atoi(string(raw))
 	}
 	if raw, ok := apdu.Find(items, tagQuality); ok && len(raw) <= 16 {
+		// The card holds text in capitals; persona qualities are lowercase.
 		if s, err := decodeText(raw); err == nil {
 			b.Quality = strings.ToLower(s)
 		}

@@ -260,6 +260,19 @@ func TestRead(t *testing.T) {
 	}
 }
 
+func TestReadSWError(t *testing.T) {
+	c := New(mustPatient(t, "family"))
+	setFile(&c.vitale, FIDPointers, nil)
+	_, err := Read(txOf(c))
+	var swe *SWError
+	if !errors.As(err, &swe) || swe.SW != apdu.FileNotFound || swe.Step != "SELECT EF 2001" {
+		t.Fatalf("err = %v, want an SWError for SELECT EF 2001 with 6A82", err)
+	}
+	if got := err.Error(); got != "vitale: SELECT EF 2001: card answered 6A82" {
+		t.Errorf("message %q", got)
+	}
+}
+
 // TestErrorsKeepHealthDataOut checks what DESIGN §4 asks of logs: an error
 // from a card with a bad NIR names neither the NIR nor the names.
 func TestErrorsKeepHealthDataOut(t *testing.T) {
