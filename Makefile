@@ -31,7 +31,7 @@ test: deps build
 demo: deps build
 	bash $(SCRIPTS)/with-pcscd.sh bash $(SCRIPTS)/demo.sh
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...

@@ -62,9 +62,9 @@
 //     capitals. The decoder still reads bytes above 7F as Latin-1 rather than
 //     failing on a card that stores accents.
 //   - 90 nationality holds "FR"; its real coding is not public.
-//   - Inside 65 we add 83 rank (ASCII digits) and 84 quality ("insured",
-//     "child"): the agent's API reports a rank, and no public source shows
-//     where a real card keeps it. A real card may use these tags for other
+//   - Inside 65 we add 83 rank (ASCII digits) and 84 quality (the persona's
+//     word in capitals: "INSURED", "CHILD"): the agent's API reports a rank,
+//     and no public source shows where a real card keeps it. A real card may use these tags for other
 //     things, so the decoder ignores values that do not fit.
 //   - PAN 2F02 holds the card serial as ISO 7816-6 tag 5A (BCD, F-padded);
 //     DIR 2F00 holds one ISO 7816-4 application template 61 { 4F AID, 50
