@@ -52,6 +52,15 @@ dmpagent/sim in your data directory): the test PKI, the daemon's socket and log.
 
 type dirFunc func() (string, error)
 
+// client returns a client for the simulator of the chosen directory.
+func (d dirFunc) client() (*sim.Client, error) {
+	dir, err := d()
+	if err != nil {
+		return nil, err
+	}
+	return sim.NewClient(dir), nil
+}
+
 func newSimUpCmd(simDir dirFunc) *cobra.Command {
 	return &cobra.Command{
 		Use:   "up",
@@ -112,11 +121,11 @@ func newSimStatusCmd(simDir dirFunc) *cobra.Command {
 		Short: "Show the virtual readers and the cards in them",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := simDir()
+			c, err := simDir.client()
 			if err != nil {
 				return err
 			}
-			st, err := sim.NewClient(dir).Status(cmd.Context())
+			st, err := c.Status(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -228,7 +237,7 @@ inserts a new one.`,
 		Args:      cobra.ExactArgs(2),
 		ValidArgs: []string{sim.KindCPS, sim.KindVitale},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := simDir()
+			c, err := simDir.client()
 			if err != nil {
 				return err
 			}
@@ -236,7 +245,7 @@ inserts a new one.`,
 			if err != nil {
 				return err
 			}
-			rs, err := sim.NewClient(dir).Insert(cmd.Context(), sim.InsertRequest{
+			rs, err := c.Insert(cmd.Context(), sim.InsertRequest{
 				Kind: args[0], Persona: args[1], Reader: reader, Fresh: fresh, Faults: f,
 			})
 			if err != nil {
@@ -259,11 +268,11 @@ func newSimRemoveCmd(simDir dirFunc) *cobra.Command {
 		Short: "Remove the card from a reader; returns once pcscd reports it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := simDir()
+			c, err := simDir.client()
 			if err != nil {
 				return err
 			}
-			if err := sim.NewClient(dir).Remove(cmd.Context(), reader); err != nil {
+			if err := c.Remove(cmd.Context(), reader); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "reader %d: empty\n", reader)
@@ -285,7 +294,7 @@ func newSimFaultCmd(simDir dirFunc) *cobra.Command {
 		Short: "Set the fault knobs of an inserted card (no knob: behave again)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			dir, err := simDir()
+			c, err := simDir.client()
 			if err != nil {
 				return err
 			}
@@ -293,7 +302,7 @@ func newSimFaultCmd(simDir dirFunc) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			rs, err := sim.NewClient(dir).SetFaults(cmd.Context(), sim.FaultsRequest{Reader: reader, Faults: f})
+			rs, err := c.SetFaults(cmd.Context(), sim.FaultsRequest{Reader: reader, Faults: f})
 			if err != nil {
 				return err
 			}
