@@ -12,6 +12,7 @@ package piv
 import (
 	"bytes"
 	"crypto"
+	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"sync"
@@ -124,6 +125,12 @@ func New(cfg Config) (*Card, error) {
 		}
 		if _, err := algorithmOf(k.Signer.Public()); err != nil {
 			return nil, fmt.Errorf("piv: slot %02X: %w", slot, err)
+		}
+		// rawRSA computes with the CRT over exactly two primes.
+		if r, ok := k.Signer.(*rsa.PrivateKey); ok {
+			if err := r.Validate(); err != nil || len(r.Primes) != 2 {
+				return nil, fmt.Errorf("piv: slot %02X: want a valid two-prime RSA key", slot)
+			}
 		}
 		c.keys[slot] = k
 	}

@@ -427,10 +427,15 @@ func TestYubiKeyMetadata(t *testing.T) {
 		{0x9C, piv.AlgRSA2048, piv.PINAlways, f.signCert.PublicKey},
 		{0x9E, piv.AlgECCP256, piv.PINNever, f.cardAuthCert.PublicKey},
 	} {
-		r := txSW(t, c, []byte{0x00, 0xF7, 0x00, tc.slot, 0x00}, 0x9000)
-		ts, err := parseTLVs(r.data)
+		// piv-go sends Lc 00 (read as Le 00) and follows 61xx: an RSA
+		// key's metadata is longer than 256 bytes.
+		md, sw, _ := collect(t, c, tx(t, c, []byte{0x00, 0xF7, 0x00, tc.slot, 0x00}), 256)
+		if sw != 0x9000 {
+			t.Fatalf("%02X: metadata SW %04X", tc.slot, sw)
+		}
+		ts, err := parseTLVs(md)
 		if err != nil {
-			t.Fatalf("%02X: % X: %v", tc.slot, r.data, err)
+			t.Fatalf("%02X: % X: %v", tc.slot, md, err)
 		}
 		m := map[uint32][]byte{}
 		for _, x := range ts {
@@ -660,9 +665,8 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	})
 	pub := keys(t).authKey.Public().(*rsa.PublicKey)
-	for range 2 {
+	for _, c := range []*piv.Card{newCard(t), newCard(t)} {
 		wg.Go(func() {
-			c := newCard(t)
 			for i := range 3 {
 				d := digestOf(string(rune('a' + i)))
 				if r := c.Transmit(verifyCmd(testPIN)); !bytes.Equal(r, []byte{0x90, 0x00}) {

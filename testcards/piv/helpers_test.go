@@ -357,6 +357,9 @@ func chained(ins, p1, p2 byte, data []byte) [][]byte {
 		out = append(out, cat([]byte{0x10, ins, p1, p2, 0xFF}, data[:255]))
 		data = data[255:]
 	}
+	if len(data) == 0 {
+		return append(out, []byte{0x00, ins, p1, p2, 0x00}) // case 2: Le only
+	}
 	return append(out, cat([]byte{0x00, ins, p1, p2, byte(len(data))}, data, []byte{0x00}))
 }
 

@@ -31,10 +31,12 @@ func (c *Card) verify(cmd apdu.Command) []byte {
 	case len(cmd.Data) != 8:
 		return apdu.WrongLength.Bytes()
 	}
+	// 6983 only when already blocked: the attempt that uses up the last
+	// try answers 63C0 (SP 800-73-4 3.2.1).
+	if c.pinLeft == 0 {
+		return apdu.AuthMethodBlocked.Bytes()
+	}
 	if !c.checkPIN(cmd.Data) {
-		if c.pinLeft == 0 {
-			return apdu.AuthMethodBlocked.Bytes()
-		}
 		return apdu.RetriesLeft(c.pinLeft).Bytes()
 	}
 	c.pinVerified, c.pinFresh = true, true
@@ -89,20 +91,20 @@ func (c *Card) changeReference(cmd apdu.Command) []byte {
 		return apdu.WrongData.Bytes()
 	}
 	if cmd.P2 == refPIN {
+		if c.pinLeft == 0 {
+			return apdu.AuthMethodBlocked.Bytes()
+		}
 		if !c.checkPIN(old) {
-			if c.pinLeft == 0 {
-				return apdu.AuthMethodBlocked.Bytes()
-			}
 			return apdu.RetriesLeft(c.pinLeft).Bytes()
 		}
 		c.pin = bytes.Clone(next)
 		c.pinVerified = true
 		return apdu.OK.Bytes()
 	}
+	if c.pukLeft == 0 {
+		return apdu.AuthMethodBlocked.Bytes()
+	}
 	if !c.checkPUK(old) {
-		if c.pukLeft == 0 {
-			return apdu.AuthMethodBlocked.Bytes()
-		}
 		return apdu.RetriesLeft(c.pukLeft).Bytes()
 	}
 	c.puk = bytes.Clone(next)
@@ -124,10 +126,10 @@ func (c *Card) resetRetry(cmd apdu.Command) []byte {
 	if !validPadded(cmd.Data[8:], 4) {
 		return apdu.WrongData.Bytes()
 	}
+	if c.pukLeft == 0 {
+		return apdu.AuthMethodBlocked.Bytes()
+	}
 	if !c.checkPUK(cmd.Data[:8]) {
-		if c.pukLeft == 0 {
-			return apdu.AuthMethodBlocked.Bytes()
-		}
 		return apdu.RetriesLeft(c.pukLeft).Bytes()
 	}
 	c.pin = bytes.Clone(cmd.Data[8:])
