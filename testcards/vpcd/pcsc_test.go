@@ -46,7 +46,9 @@ func TestInsertRemoveSeenByPCSCD(t *testing.T) {
 			t.Fatalf("round %d: GET VERSION through pcscd = % X", round, resp)
 		}
 		cardtest.Remove(t, slot, 1)
-		if _, err := connect(vpcd.ReaderName(1)); err == nil {
+		if c, release, err := connect(vpcd.ReaderName(1)); err == nil {
+			c.Disconnect(scard.LeaveCard)
+			release()
 			t.Fatalf("round %d: connected to a removed card", round)
 		}
 	}
@@ -63,17 +65,18 @@ func TestWaitPCSCGivesUp(t *testing.T) {
 	}
 }
 
-func connect(reader string) (*scard.Card, error) {
+// connect opens a shared connection; release frees its PC/SC context.
+func connect(reader string) (*scard.Card, func(), error) {
 	ctx, err := scard.EstablishContext()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	c, err := ctx.Connect(reader, scard.ShareShared, scard.ProtocolAny)
 	if err != nil {
 		ctx.Release()
-		return nil, err
+		return nil, nil, err
 	}
-	return c, nil
+	return c, func() { ctx.Release() }, nil
 }
 
 func transmitOnce(t testing.TB, reader string, cmd []byte) []byte {
@@ -122,10 +125,11 @@ func BenchmarkAPDURoundTrip(b *testing.B) {
 			if err := vpcd.WaitPCSC(ctx, 1, true, card.ATR()); err != nil {
 				b.Fatal(err)
 			}
-			c, err := connect(vpcd.ReaderName(1))
+			c, release, err := connect(vpcd.ReaderName(1))
 			if err != nil {
 				b.Fatal(err)
 			}
+			defer release()
 			defer c.Disconnect(scard.LeaveCard)
 			cmd := []byte{0x00, 0xFD, 0x00, 0x00, 0x00}
 			b.ResetTimer()
