@@ -99,11 +99,7 @@ func Insert(t testing.TB, n int, card vpcd.Card, f vpcd.Faults) *vpcd.Slot {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	atr := card.ATR()
-	if len(f.ATR) > 0 {
-		atr = f.ATR
-	}
-	if err := vpcd.WaitPCSC(ctx, n, true, atr); err != nil {
+	if err := vpcd.WaitPCSC(ctx, n, true, slot.ATR()); err != nil {
 		slot.Remove()
 		t.Fatal(err)
 	}

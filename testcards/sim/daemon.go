@@ -227,10 +227,7 @@ func (d *Daemon) insert(ctx context.Context, req InsertRequest) (ReaderStatus, e
 		return ReaderStatus{}, conflict("reader %d: %v", req.Reader, err)
 	}
 	d.inserted[req.Reader] = &insertedCard{req.Kind, req.Persona, card}
-	atr := card.ATR()
-	if len(req.Faults.ATR) > 0 {
-		atr = req.Faults.ATR
-	}
+	atr := slot.ATR()
 	wctx, cancel := context.WithTimeout(ctx, pcscTimeout)
 	defer cancel()
 	if err := slot.WaitConnected(wctx); err != nil {
@@ -317,12 +314,7 @@ func (d *Daemon) readerStatusLocked(n int) ReaderStatus {
 	if card == nil || in == nil {
 		return rs
 	}
-	f := slot.Faults()
-	atr := card.ATR()
-	if len(f.ATR) > 0 {
-		atr = f.ATR
-	}
-	cs := &CardStatus{Kind: in.kind, Persona: in.persona, ATR: hexSpaced(atr), Connected: slot.Connected(), Faults: f}
+	cs := &CardStatus{Kind: in.kind, Persona: in.persona, ATR: hexSpaced(slot.ATR()), Connected: slot.Connected(), Faults: slot.Faults()}
 	if p, ok := card.(*piv.Card); ok {
 		pin, puk := p.PINTriesLeft(), p.PUKTriesLeft()
 		cs.PINTries, cs.PUKTries = &pin, &puk

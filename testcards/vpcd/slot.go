@@ -182,9 +182,6 @@ func (s *Slot) WaitConnected(ctx context.Context) error {
 func (s *Slot) Pulled() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.pulled == nil {
-		return nil
-	}
 	return s.pulled
 }
 
@@ -298,10 +295,26 @@ func (s *Slot) serve(conn net.Conn, card Card) error {
 
 func (s *Slot) atr(card Card) []byte {
 	s.mu.Lock()
-	override := s.faults.ATR
+	f := s.faults
 	s.mu.Unlock()
-	if len(override) > 0 {
-		return override
+	return presentedATR(card, f)
+}
+
+// ATR returns the answer to reset the inserted card presents now (its own,
+// or the one a fault knob imposes), or nil for an empty slot.
+func (s *Slot) ATR() []byte {
+	s.mu.Lock()
+	card, f := s.card, s.faults
+	s.mu.Unlock()
+	if card == nil {
+		return nil
+	}
+	return presentedATR(card, f)
+}
+
+func presentedATR(card Card, f Faults) []byte {
+	if len(f.ATR) > 0 {
+		return f.ATR
 	}
 	return card.ATR()
 }
