@@ -62,7 +62,6 @@ type Slot struct {
 	apdus     int // APDUs answered since insertion
 	connected bool
 	connCh    chan struct{} // closed when connected becomes true; replaced on disconnect
-	conn      net.Conn
 	stop      context.CancelFunc
 	done      chan struct{}
 	pulled    chan struct{} // closed when a PullAfter fault fires
@@ -109,9 +108,6 @@ func (s *Slot) Insert(card Card, f Faults) error {
 func (s *Slot) Remove() {
 	s.mu.Lock()
 	stop, done := s.stop, s.done
-	if s.conn != nil {
-		s.conn.Close()
-	}
 	s.mu.Unlock()
 	if stop == nil {
 		return
@@ -129,7 +125,7 @@ func (s *Slot) clear(done chan struct{}) {
 		if s.stop != nil {
 			s.stop()
 		}
-		s.card, s.stop, s.done, s.conn, s.connected = nil, nil, nil, nil, false
+		s.card, s.stop, s.done, s.connected = nil, nil, nil, false
 	}
 }
 
@@ -202,12 +198,16 @@ func (s *Slot) run(ctx context.Context, card Card, done chan struct{}) {
 			continue
 		}
 		backoff = 50 * time.Millisecond
-		if !s.attach(ctx, conn) {
+		if !s.attach(ctx) {
 			conn.Close()
 			return
 		}
 		card.Reset()
+		// Cancelling closes the connection, which ends serve's blocking read
+		// whatever state the reconnect loop was in when Remove came.
+		unhook := context.AfterFunc(ctx, func() { conn.Close() })
 		err = s.serve(conn, card)
+		unhook()
 		conn.Close()
 		s.detach()
 		if errors.Is(err, errPulled) {
@@ -221,13 +221,13 @@ func (s *Slot) run(ctx context.Context, card Card, done chan struct{}) {
 	}
 }
 
-func (s *Slot) attach(ctx context.Context, conn net.Conn) bool {
+func (s *Slot) attach(ctx context.Context) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ctx.Err() != nil {
 		return false
 	}
-	s.conn, s.connected = conn, true
+	s.connected = true
 	close(s.connCh)
 	return true
 }
@@ -235,7 +235,7 @@ func (s *Slot) attach(ctx context.Context, conn net.Conn) bool {
 func (s *Slot) detach() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.conn, s.connected = nil, false
+	s.connected = false
 	s.connCh = make(chan struct{})
 }
 
