@@ -14,6 +14,7 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/testcards"
 	"github.com/dmpagent/dmpagent/testcards/cardtest"
 	"github.com/dmpagent/dmpagent/testcards/persona"
@@ -157,7 +158,7 @@ func TestVitaleThroughPCSC(t *testing.T) {
 	if string(st.Atr) != string(vitale.ATR) {
 		t.Fatalf("ATR % X, want % X", st.Atr, vitale.ATR)
 	}
-	got, err := vitale.Read(c.Transmit)
+	got, err := cardreader.ReadVitaleWith(c.Transmit)
 	if err != nil {
 		t.Fatal(err)
 	}

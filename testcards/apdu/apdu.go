@@ -6,6 +6,8 @@ package apdu
 import (
 	"errors"
 	"fmt"
+
+	"github.com/dmpagent/dmpagent/cardreader"
 )
 
 // SW is an ISO 7816-4 status word.
@@ -176,11 +178,9 @@ func Response(data []byte, sw SW) []byte {
 	return append(out, sw.Bytes()...)
 }
 
-// SplitResponse separates a response APDU into data and status word.
+// SplitResponse separates a response APDU into data and status word, as
+// the host does (cardreader.SplitResponse), typed for the card side.
 func SplitResponse(r []byte) ([]byte, SW, error) {
-	if len(r) < 2 {
-		return nil, 0, fmt.Errorf("apdu: response of %d bytes has no status word", len(r))
-	}
-	n := len(r) - 2
-	return r[:n], SW(r[n])<<8 | SW(r[n+1]), nil
+	data, sw, err := cardreader.SplitResponse(r)
+	return data, SW(sw), err
 }

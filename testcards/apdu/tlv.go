@@ -1,105 +1,27 @@
 package apdu
 
-import (
-	"errors"
-	"fmt"
-)
+import "github.com/dmpagent/dmpagent/cardreader"
+
+// The parser is the agent's own (cardreader): the emulators and the host
+// must agree on what well-formed BER-TLV is, so there is one parser. The
+// card side adds only the encoder below.
 
 // TLV is one BER-TLV data object. Tag holds the tag bytes as a number
 // (5F C1 05 is 0x5FC105).
-type TLV struct {
-	Tag   uint32
-	Value []byte
-}
+type TLV = cardreader.TLV
 
 // ErrMalformedTLV is returned for truncated or over-long encodings; the
 // emulators answer such data with 6A80.
-var ErrMalformedTLV = errors.New("apdu: malformed BER-TLV")
+var ErrMalformedTLV = cardreader.ErrMalformedTLV
 
-// ParseTLVs decodes a sequence of BER-TLV objects. It accepts tags of up to
-// three bytes and definite lengths of up to three bytes, which covers every
-// object a PIV or Vitale card carries.
-func ParseTLVs(b []byte) ([]TLV, error) {
-	var out []TLV
-	for len(b) > 0 {
-		t, rest, err := ParseTLV(b)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-		b = rest
-	}
-	return out, nil
-}
+// ParseTLVs decodes a sequence of BER-TLV objects (see cardreader.ParseTLVs).
+func ParseTLVs(b []byte) ([]TLV, error) { return cardreader.ParseTLVs(b) }
 
 // ParseTLV decodes the first BER-TLV object of b and returns the remainder.
-func ParseTLV(b []byte) (TLV, []byte, error) {
-	tag, n, err := parseTag(b)
-	if err != nil {
-		return TLV{}, nil, err
-	}
-	b = b[n:]
-	l, n, err := parseLength(b)
-	if err != nil {
-		return TLV{}, nil, err
-	}
-	b = b[n:]
-	if l > len(b) {
-		return TLV{}, nil, fmt.Errorf("%w: length %d past the %d bytes left", ErrMalformedTLV, l, len(b))
-	}
-	return TLV{Tag: tag, Value: b[:l]}, b[l:], nil
-}
-
-func parseTag(b []byte) (uint32, int, error) {
-	if len(b) == 0 {
-		return 0, 0, fmt.Errorf("%w: missing tag", ErrMalformedTLV)
-	}
-	tag := uint32(b[0])
-	if b[0]&0x1F != 0x1F {
-		return tag, 1, nil
-	}
-	for i := 1; i < 3; i++ {
-		if i >= len(b) {
-			return 0, 0, fmt.Errorf("%w: truncated tag", ErrMalformedTLV)
-		}
-		tag = tag<<8 | uint32(b[i])
-		if b[i]&0x80 == 0 {
-			return tag, i + 1, nil
-		}
-	}
-	return 0, 0, fmt.Errorf("%w: tag longer than 3 bytes", ErrMalformedTLV)
-}
-
-func parseLength(b []byte) (int, int, error) {
-	if len(b) == 0 {
-		return 0, 0, fmt.Errorf("%w: missing length", ErrMalformedTLV)
-	}
-	if b[0] < 0x80 {
-		return int(b[0]), 1, nil
-	}
-	n := int(b[0] & 0x7F)
-	if n == 0 || n > 3 {
-		return 0, 0, fmt.Errorf("%w: length form %02X", ErrMalformedTLV, b[0])
-	}
-	if len(b) < 1+n {
-		return 0, 0, fmt.Errorf("%w: truncated length", ErrMalformedTLV)
-	}
-	l := 0
-	for _, c := range b[1 : 1+n] {
-		l = l<<8 | int(c)
-	}
-	return l, 1 + n, nil
-}
+func ParseTLV(b []byte) (TLV, []byte, error) { return cardreader.ParseTLV(b) }
 
 // Find returns the value of the first object with the given tag.
-func Find(tlvs []TLV, tag uint32) ([]byte, bool) {
-	for _, t := range tlvs {
-		if t.Tag == tag {
-			return t.Value, true
-		}
-	}
-	return nil, false
-}
+func Find(tlvs []TLV, tag uint32) ([]byte, bool) { return cardreader.FindTLV(tlvs, tag) }
 
 // Encode builds a BER-TLV object with the shortest (DER) length encoding,
 // which Go's encoding/asn1 and piv-go insist on. The value is the

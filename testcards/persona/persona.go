@@ -7,6 +7,8 @@ package persona
 import (
 	"fmt"
 	"sort"
+
+	"github.com/dmpagent/dmpagent/cardreader"
 )
 
 // Professional is the holder of a CPS card.
@@ -112,39 +114,11 @@ func names[T any](xs []T, name func(T) string) []string {
 	return out
 }
 
-// NIRKey computes the control key of a 13-character NIR: 97 minus the NIR
-// modulo 97, with Corsica's 2A and 2B read as 19 and 18 as the rule says.
-func NIRKey(nir13 string) (int, error) {
-	if len(nir13) != 13 {
-		return 0, fmt.Errorf("NIR %q: want 13 characters", nir13)
-	}
-	digits := nir13
-	var sub int64
-	switch digits[5:7] {
-	case "2A":
-		digits, sub = digits[:5]+"19"+digits[7:], 1000000
-	case "2B":
-		digits, sub = digits[:5]+"18"+digits[7:], 2000000
-	}
-	var n int64
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, fmt.Errorf("NIR %q: not a number", nir13)
-		}
-		n = n*10 + int64(c-'0')
-	}
-	n -= sub
-	return int(97 - n%97), nil
-}
+// NIRKey computes the control key of a 13-character NIR, Corsica's 2A and
+// 2B included; it is cardreader.NIRKey, kept here so that persona data and
+// the agent check NIRs with the same rule.
+func NIRKey(nir13 string) (int, error) { return cardreader.NIRKey(nir13) }
 
-// ValidNIR reports whether a 15-character NIR carries the right control key.
-func ValidNIR(nir string) bool {
-	if len(nir) != 15 {
-		return false
-	}
-	k, err := NIRKey(nir[:13])
-	if err != nil {
-		return false
-	}
-	return fmt.Sprintf("%02d", k) == nir[13:]
-}
+// ValidNIR reports whether a 15-character NIR carries the right control key
+// (cardreader.ValidNIR).
+func ValidNIR(nir string) bool { return cardreader.ValidNIR(nir) }

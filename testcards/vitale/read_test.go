@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/testcards/apdu"
 	"github.com/dmpagent/dmpagent/testcards/persona"
 )
@@ -110,6 +111,8 @@ func record(fields ...[]byte) []byte { return apdu.Encode(tagBeneficiary, fields
 
 func field(tag uint32, v string) []byte { return apdu.Encode(tag, []byte(v)) }
 
+// TestRead runs the agent's decoder (cardreader) against emulated cards
+// damaged in ways only this package's internals can build.
 func TestRead(t *testing.T) {
 	family := mustPatient(t, "family")
 	withNIR := func(nir string) persona.Patient {
@@ -142,7 +145,7 @@ func TestRead(t *testing.T) {
 		name    string
 		card    interface{ Transmit([]byte) []byte }
 		tx      func([]byte) ([]byte, error) // instead of card
-		want    *Contents                    // checked when set
+		want    *cardreader.VitaleData       // checked when set
 		wantErr error                        // errors.Is
 		errText string                       // substring
 	}{
@@ -153,9 +156,9 @@ func TestRead(t *testing.T) {
 		{name: "three steps, short last", card: withIdentity(append(bytes.Clone(good), make([]byte, 700-len(good))...)), want: ptr(want(family))},
 		{name: "no padding", card: withIdentity(good), want: ptr(want(family))},
 		{name: "FF padding", card: withIdentity(append(bytes.Clone(good), bytes.Repeat([]byte{0xFF}, 300)...)), want: ptr(want(family))},
-		{name: "not a Vitale card", card: funcCard(func([]byte) []byte { return []byte{0x6A, 0x82} }), wantErr: ErrNotVitale},
-		{name: "card knows no SELECT", card: funcCard(func([]byte) []byte { return []byte{0x6D, 0x00} }), wantErr: ErrNotVitale},
-		{name: "bad NIR key", card: New(withNIR("207058575627098")), wantErr: ErrNIRKey},
+		{name: "not a Vitale card", card: funcCard(func([]byte) []byte { return []byte{0x6A, 0x82} }), wantErr: cardreader.ErrNotVitale},
+		{name: "card knows no SELECT", card: funcCard(func([]byte) []byte { return []byte{0x6D, 0x00} }), wantErr: cardreader.ErrNotVitale},
+		{name: "bad NIR key", card: New(withNIR("207058575627098")), wantErr: cardreader.ErrNIRKey},
 		{name: "NIR too short", card: New(withNIR("20705857562709")), errText: "NIR has 14 characters"},
 		{name: "NIR not digits", card: New(withNIR("2070585756X7097")), errText: "not 13 digits"},
 		{name: "Corsican NIR", card: New(withNIR(corsican)), want: ptr(want(withNIR(corsican)))},
@@ -172,22 +175,22 @@ func TestRead(t *testing.T) {
 		{name: "pointer table lists only VITALE", card: withPointers(apdu.Encode(tagPointers,
 			apdu.Encode(tagAppList, apdu.Encode(tagAppEntry, []byte{0, 2, 0, 0}, AIDVitale)),
 			apdu.Encode(tagFileEntry, []byte("IDENTITE"), []byte{0, 2, 0x20, 0x04}))),
-			want: &Contents{Beneficiaries: want(family).Beneficiaries}},
+			want: &cardreader.VitaleData{Beneficiaries: want(family).Beneficiaries}},
 		{name: "listed file missing", card: withPointers(apdu.Encode(tagPointers,
 			apdu.Encode(tagAppList, apdu.Encode(tagAppEntry, []byte{0, 2, 0, 0}, AIDVitale)),
-			apdu.Encode(tagFileEntry, []byte("IDENTITE"), []byte{0, 2, 0x20, 0x09}))), wantErr: ErrNoBeneficiary},
+			apdu.Encode(tagFileEntry, []byte("IDENTITE"), []byte{0, 2, 0x20, 0x09}))), wantErr: cardreader.ErrNoBeneficiary},
 		{name: "listed file not TLV is ignored", card: withPointers(apdu.Encode(tagPointers,
 			apdu.Encode(tagAppList, apdu.Encode(tagAppEntry, []byte{0, 2, 0, 0}, AIDVitale)),
 			apdu.Encode(tagFileEntry, []byte("POINTERS"), []byte{0, 2, 0x20, 0x01}),
 			apdu.Encode(tagFileEntry, []byte("NOTTLV  "), []byte{0, 2, 0x20, 0x04}),
 			apdu.Encode(tagFileEntry, []byte("IDENTITE"), []byte{0, 2, 0x20, 0x04}))),
-			want: &Contents{Beneficiaries: append(want(family).Beneficiaries, want(family).Beneficiaries...)}},
-		{name: "identity file refused", card: &refuseCard{c: New(family), fid: FIDIdentity, sw: apdu.SecurityNotSatisfied}, wantErr: ErrNoBeneficiary},
+			want: &cardreader.VitaleData{Beneficiaries: append(want(family).Beneficiaries, want(family).Beneficiaries...)}},
+		{name: "identity file refused", card: &refuseCard{c: New(family), fid: FIDIdentity, sw: apdu.SecurityNotSatisfied}, wantErr: cardreader.ErrNoBeneficiary},
 		{name: "card file refused", card: &refuseCard{c: New(family), fid: FIDCard, sw: apdu.SecurityNotSatisfied},
-			want: &Contents{Beneficiaries: want(family).Beneficiaries, CardData: CardData{Serial: family.CardSerial}}},
-		{name: "Latin-1 name", card: withIdentity(laurence), want: &Contents{
-			Beneficiaries: []Beneficiary{{NIR: "207058575627097", Surname: "PATB-QUATRE", GivenName: "Zoé", BirthDate: "19070525"}},
-			CardData:      want(family).CardData}},
+			want: &cardreader.VitaleData{Beneficiaries: want(family).Beneficiaries, Card: cardreader.VitaleCard{Serial: family.CardSerial}}},
+		{name: "Latin-1 name", card: withIdentity(laurence), want: &cardreader.VitaleData{
+			Beneficiaries: []cardreader.Beneficiary{{NIR: "207058575627097", Surname: "PATB-QUATRE", GivenName: "Zoé", BirthDate: "19070525"}},
+			Card:          want(family).Card}},
 		{name: "control byte in name", card: withIdentity(record(field(tagNIR, "207058575627097"),
 			field(tagSurname, "PATB\x01"), field(tagGivenName, "L"), field(tagBirthDate, "19070525"))), errText: "control byte 01"},
 		{name: "no surname", card: withIdentity(record(field(tagNIR, "207058575627097"),
@@ -201,26 +204,26 @@ func TestRead(t *testing.T) {
 		{name: "birth date not digits", card: withIdentity(record(field(tagNIR, "207058575627097"),
 			field(tagSurname, "P"), field(tagGivenName, "L"), field(tagBirthDate, "1907-05-"))), errText: "not YYYYMMDD"},
 		{name: "unknown birth day", card: withIdentity(record(field(tagNIR, "207058575627097"),
-			field(tagSurname, "P"), field(tagGivenName, "L"), field(tagBirthDate, "19070500"))), want: &Contents{
-			Beneficiaries: []Beneficiary{{NIR: "207058575627097", Surname: "P", GivenName: "L", BirthDate: "19070500"}},
-			CardData:      want(family).CardData}},
+			field(tagSurname, "P"), field(tagGivenName, "L"), field(tagBirthDate, "19070500"))), want: &cardreader.VitaleData{
+			Beneficiaries: []cardreader.Beneficiary{{NIR: "207058575627097", Surname: "P", GivenName: "L", BirthDate: "19070500"}},
+			Card:          want(family).Card}},
 		{name: "record damaged after a good one", card: withIdentity(append(bytes.Clone(laurence), 0x65, 0x20, 0x93)), errText: "malformed"},
 		{name: "record inner TLV damaged", card: withIdentity([]byte{0x65, 0x03, 0x93, 0x05, 0x32}), errText: "beneficiary 1"},
 		{name: "tags 83/84 used otherwise", card: withIdentity(record(field(tagNIR, "207058575627097"),
 			field(tagSurname, "P"), field(tagGivenName, "L"), field(tagBirthDate, "19070525"),
-			field(tagRank, "20240101"), []byte{tagQuality, 2, 0x01, 0x02})), want: &Contents{
-			Beneficiaries: []Beneficiary{{NIR: "207058575627097", Surname: "P", GivenName: "L", BirthDate: "19070525"}},
-			CardData:      want(family).CardData}},
+			field(tagRank, "20240101"), []byte{tagQuality, 2, 0x01, 0x02})), want: &cardreader.VitaleData{
+			Beneficiaries: []cardreader.Beneficiary{{NIR: "207058575627097", Surname: "P", GivenName: "L", BirthDate: "19070525"}},
+			Card:          want(family).Card}},
 		{name: "PAN not BCD", card: func() *Card {
 			c := New(family)
 			setFile(&c.mf, FIDPAN, apdu.Encode(tagPAN, []byte{0x12, 0xA4}))
 			return c
-		}(), want: &Contents{Beneficiaries: want(family).Beneficiaries, CardData: CardData{ValidFrom: family.ValidFrom}}},
+		}(), want: &cardreader.VitaleData{Beneficiaries: want(family).Beneficiaries, Card: cardreader.VitaleCard{ValidFrom: family.ValidFrom}}},
 		{name: "odd PAN", card: func() *Card {
 			c := New(family)
 			setFile(&c.mf, FIDPAN, panFile("123"))
 			return c
-		}(), want: &Contents{Beneficiaries: want(family).Beneficiaries, CardData: CardData{ValidFrom: family.ValidFrom, Serial: "123"}}},
+		}(), want: &cardreader.VitaleData{Beneficiaries: want(family).Beneficiaries, Card: cardreader.VitaleCard{ValidFrom: family.ValidFrom, Serial: "123"}}},
 		{name: "start of validity not a date", card: func() *Card {
 			c := New(family)
 			setFile(&c.mf, FIDCard, apdu.Encode(tagCard, field(tagValidFrom, "soon")))
@@ -240,7 +243,7 @@ func TestRead(t *testing.T) {
 			if tx == nil {
 				tx = txOf(tt.card)
 			}
-			got, err := Read(tx)
+			got, err := cardreader.ReadVitaleWith(tx)
 			switch {
 			case tt.wantErr != nil:
 				if !errors.Is(err, tt.wantErr) {
@@ -254,7 +257,7 @@ func TestRead(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tt.want != nil && !reflect.DeepEqual(got, *tt.want) {
-				t.Errorf("Read =\n%+v\nwant\n%+v", got, *tt.want)
+				t.Errorf("ReadVitaleWith =\n%+v\nwant\n%+v", got, *tt.want)
 			}
 		})
 	}
@@ -263,12 +266,12 @@ func TestRead(t *testing.T) {
 func TestReadSWError(t *testing.T) {
 	c := New(mustPatient(t, "family"))
 	setFile(&c.vitale, FIDPointers, nil)
-	_, err := Read(txOf(c))
-	var swe *SWError
-	if !errors.As(err, &swe) || swe.SW != apdu.FileNotFound || swe.Step != "SELECT EF 2001" {
+	_, err := cardreader.ReadVitaleWith(txOf(c))
+	var swe *cardreader.SWError
+	if !errors.As(err, &swe) || swe.SW != cardreader.SW(apdu.FileNotFound) || swe.Step != "SELECT EF 2001" {
 		t.Fatalf("err = %v, want an SWError for SELECT EF 2001 with 6A82", err)
 	}
-	if got := err.Error(); got != "vitale: SELECT EF 2001: card answered 6A82" {
+	if got := err.Error(); got != "cardreader: vitale: SELECT EF 2001: card answered 6A82" {
 		t.Errorf("message %q", got)
 	}
 }
@@ -278,7 +281,7 @@ func TestReadSWError(t *testing.T) {
 func TestErrorsKeepHealthDataOut(t *testing.T) {
 	p := mustPatient(t, "single")
 	p.Beneficiaries[0].NIR = "207058575627098"
-	_, err := Read(txOf(New(p)))
+	_, err := cardreader.ReadVitaleWith(txOf(New(p)))
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -291,11 +294,11 @@ func TestErrorsKeepHealthDataOut(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// transcript records the responses a card gives to Read, in FuzzRead's input
-// format: each response as a 2-byte length and its bytes.
+// transcript records the responses a card gives to ReadVitaleWith, in
+// FuzzRead's input format: each response as a 2-byte length and its bytes.
 func transcript(c interface{ Transmit([]byte) []byte }) []byte {
 	var out []byte
-	_, _ = Read(func(cmd []byte) ([]byte, error) {
+	_, _ = cardreader.ReadVitaleWith(func(cmd []byte) ([]byte, error) {
 		r := c.Transmit(cmd)
 		out = binary.BigEndian.AppendUint16(out, uint16(len(r)))
 		out = append(out, r...)
@@ -304,8 +307,10 @@ func transcript(c interface{ Transmit([]byte) []byte }) []byte {
 	return out
 }
 
-// FuzzRead answers Read's commands with arbitrary bytes: it must end, never
-// panic, and accept only NIRs with a right key.
+// FuzzRead answers ReadVitaleWith's commands with arbitrary bytes, seeded
+// with what this emulator answers (cardreader's FuzzReadVitale has only
+// hand-built cards): it must end, never panic, and accept only NIRs with a
+// right key.
 func FuzzRead(f *testing.F) {
 	for _, p := range persona.Patients() {
 		f.Add(transcript(New(p)))
@@ -314,7 +319,7 @@ func FuzzRead(f *testing.F) {
 	}
 	f.Add([]byte{0, 2, 0x61, 0x00, 0, 1, 0x90})
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := Read(func([]byte) ([]byte, error) {
+		got, err := cardreader.ReadVitaleWith(func([]byte) ([]byte, error) {
 			if len(in) < 2 {
 				return nil, errors.New("end of input")
 			}

@@ -1,8 +1,10 @@
 // Package vitale emulates a Vitale 2 card (the French health insurance card)
-// for the simulation, and holds the host-side decoder that reads one the way
-// a PC/SC program does. The emulator carries a persona's beneficiaries; the
-// decoder is pure logic over a send-one-APDU function, so the same code reads
-// the emulator in tests, through pcscd + vpcd, and a real card.
+// for the simulation. The emulator carries a persona's beneficiaries. The
+// host-side decoder that reads one the way a PC/SC program does is the
+// agent's own, cardreader.ReadVitaleWith: it is pure logic over a
+// send-one-APDU function, so the same code reads this emulator in tests,
+// through pcscd + vpcd, and a real card. This package's tests run it
+// against damaged variants of the emulated card.
 //
 // # Where the layout comes from
 //

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/testcards/apdu"
 	"github.com/dmpagent/dmpagent/testcards/persona"
 	"github.com/dmpagent/dmpagent/testcards/vpcd"
@@ -28,12 +29,12 @@ func mustPatient(t testing.TB, name string) persona.Patient {
 	return p
 }
 
-// want is what Read must return for a persona: its beneficiaries with names
+// want is what ReadVitaleWith must return for a persona: its beneficiaries with names
 // as the card spells them.
-func want(p persona.Patient) Contents {
-	c := Contents{CardData: CardData{ValidFrom: p.ValidFrom, Serial: p.CardSerial}}
+func want(p persona.Patient) cardreader.VitaleData {
+	c := cardreader.VitaleData{Card: cardreader.VitaleCard{ValidFrom: p.ValidFrom, Serial: p.CardSerial}}
 	for _, b := range p.Beneficiaries {
-		c.Beneficiaries = append(c.Beneficiaries, Beneficiary{
+		c.Beneficiaries = append(c.Beneficiaries, cardreader.Beneficiary{
 			NIR:         b.NIR,
 			Surname:     CardText(b.Surname),
 			GivenName:   CardText(b.GivenName),
@@ -61,7 +62,7 @@ func TestReadPersonas(t *testing.T) {
 	}{{"family", 2}, {"single", 1}} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustPatient(t, tt.name)
-			got, err := Read(txOf(New(p)))
+			got, err := cardreader.ReadVitaleWith(txOf(New(p)))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -69,7 +70,7 @@ func TestReadPersonas(t *testing.T) {
 				t.Fatalf("got %d beneficiaries, want %d", len(got.Beneficiaries), tt.count)
 			}
 			if w := want(p); !reflect.DeepEqual(got, w) {
-				t.Errorf("Read =\n%+v\nwant\n%+v", got, w)
+				t.Errorf("ReadVitaleWith =\n%+v\nwant\n%+v", got, w)
 			}
 		})
 	}
@@ -278,9 +279,9 @@ func TestCardpeekSequence(t *testing.T) {
 }
 
 func TestEmptyPatient(t *testing.T) {
-	_, err := Read(txOf(New(persona.Patient{Name: "nobody", ValidFrom: "20200101"})))
-	if err == nil || !strings.Contains(err.Error(), ErrNoBeneficiary.Error()) {
-		t.Errorf("Read of an empty card: %v", err)
+	_, err := cardreader.ReadVitaleWith(txOf(New(persona.Patient{Name: "nobody", ValidFrom: "20200101"})))
+	if err == nil || !strings.Contains(err.Error(), cardreader.ErrNoBeneficiary.Error()) {
+		t.Errorf("ReadVitaleWith of an empty card: %v", err)
 	}
 }
 
