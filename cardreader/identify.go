@@ -46,7 +46,7 @@ const (
 var pivAID = []byte{0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00}
 
 // testCPSATR is the ATR of our emulated test CPS (testcards/piv presents
-// the same bytes; testcards may not import cardreader, hence the copy).
+// it).
 // It must not be a real card's: OpenSC binds the real CPS3 ATR to its
 // IAS-ECC driver by ATR alone and would never try PIV (PIV-NOTES.md). It
 // offers T=0 and T=1 (TD1 = 80, TD2 = 01) because piv-go refuses T=0-only

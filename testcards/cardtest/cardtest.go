@@ -52,9 +52,14 @@ func (e errString) Error() string { return string(e) }
 
 const errNoVPCD = errString("pcscd lists no vpcd reader: install vsmartcard-vpcd and restart pcscd")
 
+// The flock is per open file, so a second flock from this process would
+// wait for the first: the process takes it once and counts its holders. A
+// subtest thus shares its parent's hold; tests that use the readers must
+// not run in parallel with each other (they would share the readers too).
 var (
-	heldMu sync.Mutex
-	held   = map[testing.TB]bool{}
+	heldMu   sync.Mutex
+	holders  int
+	unlockFn func()
 )
 
 // Lock takes the machine-wide lock on vpcd's readers for the rest of the
@@ -68,23 +73,24 @@ func Lock(t testing.TB) {
 		t.Skipf("no PC/SC stack with vpcd (%v); `make test` starts one", err)
 	}
 	heldMu.Lock()
-	already := held[t]
-	held[t] = true
-	heldMu.Unlock()
-	if already {
-		return
+	defer heldMu.Unlock()
+	if holders == 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		unlock, err := vpcd.LockReaders(ctx)
+		if err != nil {
+			t.Fatalf("lock vpcd readers: %v", err)
+		}
+		unlockFn = unlock
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	unlock, err := vpcd.LockReaders(ctx)
-	if err != nil {
-		t.Fatalf("lock vpcd readers: %v", err)
-	}
+	holders++
 	t.Cleanup(func() {
-		unlock()
 		heldMu.Lock()
-		delete(held, t)
-		heldMu.Unlock()
+		defer heldMu.Unlock()
+		if holders--; holders == 0 {
+			unlockFn()
+			unlockFn = nil
+		}
 	})
 }
 

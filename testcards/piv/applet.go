@@ -17,14 +17,14 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/testcards/apdu"
 )
 
-// ATR is the emulated test CPS's answer to reset. It offers T=1 (piv-go
-// refuses T=0-only cards) and is no vendor's: OpenSC binds the real CPS3 ATR
-// to its IAS-ECC driver by ATR alone, which would never try PIV. Historical
-// bytes: category 80, compact-TLV 5C "DMP TEST CPS".
-var ATR = []byte{0x3B, 0x8E, 0x80, 0x01, 0x80, 0x5C, 'D', 'M', 'P', ' ', 'T', 'E', 'S', 'T', ' ', 'C', 'P', 'S', 0xDC}
+// ATR is the emulated test CPS's answer to reset, the one cardreader's
+// identification table knows (see cardreader.TestCPSATR for why these
+// bytes).
+var ATR = cardreader.TestCPSATR()
 
 // AID is the full PIV application identifier; SELECT accepts any prefix of
 // at least the 5-byte RID, because OpenSC sends 9 bytes and piv-go 5.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # with-pcscd.sh CMD...: runs CMD with a pcscd that has the vsmartcard-vpcd
 # driver. Uses the pcscd already running if there is one; otherwise starts
-# one and stops it afterwards (only the one it started).
+# one and stops it afterwards (only the one it started). A pcscd it started
+# is the tests' to restart (DMPAGENT_PCSCD_RESTARTABLE=1 says so), so at the
+# end it stops whichever pcscd then runs.
 set -euo pipefail
 
 has_vpcd() { opensc-tool -l 2>/dev/null | grep -q 'Virtual PCD'; }
@@ -9,9 +11,9 @@ has_vpcd() { opensc-tool -l 2>/dev/null | grep -q 'Virtual PCD'; }
 started=""
 cleanup() {
   if [ -n "$started" ]; then
-    kill "$started" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$started" 2>/dev/null || break; sleep 0.1; done
-    echo "with-pcscd: stopped the pcscd it started (pid $started)"
+    pkill -x pcscd 2>/dev/null || true
+    for _ in $(seq 50); do pgrep -x pcscd >/dev/null || break; sleep 0.1; done
+    echo "with-pcscd: stopped the pcscd it started (pid $started, or its restarted successor)"
   fi
 }
 trap cleanup EXIT
@@ -38,6 +40,7 @@ else
     exit 1
   fi
   echo "with-pcscd: started pcscd (pid $started, log $log)"
+  export DMPAGENT_PCSCD_RESTARTABLE=1
 fi
 
 "$@"

@@ -40,34 +40,62 @@ func want(present bool) string {
 	return "empty"
 }
 
+// waitOnce polls pcscd until the reader shows the wanted state. It does not
+// use SCardGetStatusChange on purpose: ebfe/scard's unix GetStatusChange
+// writes a package-level map without a lock, so two goroutines of one
+// process waiting at once can crash the process, and the monitor under test
+// (cardreader) is the one that must own that call. Connecting in shared mode
+// to read the card's status costs pcscd a few round trips per poll, which
+// only tests and the simulator pay.
 func waitOnce(ctx context.Context, reader string, present bool, atr []byte) error {
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		return err
 	}
 	defer sc.Release()
-	// GetStatusChange blocks inside pcscd; Cancel is the only way out when
-	// the caller gives up.
-	stop := context.AfterFunc(ctx, func() { _ = sc.Cancel() })
-	defer stop()
-	rs := []scard.ReaderState{{Reader: reader, CurrentState: scard.StateUnaware}}
 	for {
-		if err := sc.GetStatusChange(rs, -1); err != nil {
-			if errors.Is(err, scard.ErrCancelled) && ctx.Err() != nil {
-				return ctx.Err()
-			}
+		ok, err := readerIs(sc, reader, present, atr)
+		if ok || err != nil {
 			return err
 		}
-		st := rs[0].EventState
-		if st&scard.StateUnknown != 0 {
-			return fmt.Errorf("no reader %q", reader)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(pollInterval):
 		}
-		if present && st&scard.StatePresent != 0 && bytes.Equal(rs[0].Atr, atr) {
-			return nil
-		}
-		if !present && st&scard.StateEmpty != 0 {
-			return nil
-		}
-		rs[0].CurrentState = st &^ scard.StateChanged
 	}
+}
+
+// pollInterval is far below pcscd's own 400 ms polling of vpcd, so it adds
+// little to the time a test waits.
+const pollInterval = 10 * time.Millisecond
+
+// readerIs reports whether reader holds a card with the given ATR (present)
+// or is empty (!present).
+func readerIs(sc *scard.Context, reader string, present bool, atr []byte) (bool, error) {
+	card, err := sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
+	switch {
+	case errors.Is(err, scard.ErrNoSmartcard), errors.Is(err, scard.ErrRemovedCard):
+		return !present, nil
+	case errors.Is(err, scard.ErrUnresponsiveCard), errors.Is(err, scard.ErrUnpoweredCard):
+		// A card is in but gives no usable answer to reset: present, with
+		// no ATR to compare.
+		return present && atr == nil, nil
+	case errors.Is(err, scard.ErrSharingViolation):
+		// Someone holds it exclusively: a card is there, ATR unknown.
+		return present && atr == nil, nil
+	case errors.Is(err, scard.ErrUnknownReader), errors.Is(err, scard.ErrReaderUnavailable):
+		return false, fmt.Errorf("no reader %q", reader)
+	case err != nil:
+		return false, err
+	}
+	defer card.Disconnect(scard.LeaveCard)
+	st, err := card.Status()
+	if err != nil {
+		if errors.Is(err, scard.ErrRemovedCard) || errors.Is(err, scard.ErrResetCard) {
+			return false, nil // changing under us: poll again
+		}
+		return false, err
+	}
+	return present && (atr == nil || bytes.Equal(st.Atr, atr)), nil
 }

@@ -194,7 +194,10 @@ func (s *Slot) run(ctx context.Context, card Card, done chan struct{}) {
 			case <-ctx.Done():
 			case <-time.After(backoff):
 			}
-			backoff = min(backoff*2, time.Second)
+			// The cap keeps a card back in its reader well within a
+			// second of pcscd's return (cardreader's recovery test allows
+			// 2 s, of which pcscd's own 400 ms polling takes a share).
+			backoff = min(backoff*2, 250*time.Millisecond)
 			continue
 		}
 		backoff = 50 * time.Millisecond

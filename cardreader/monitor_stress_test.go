@@ -1,0 +1,320 @@
+package cardreader_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ebfe/scard"
+
+	"github.com/dmpagent/dmpagent/cardreader"
+	"github.com/dmpagent/dmpagent/testcards"
+	"github.com/dmpagent/dmpagent/testcards/cardtest"
+	"github.com/dmpagent/dmpagent/testcards/vpcd"
+)
+
+// RestartableEnv is set by testcards/scripts/with-pcscd.sh when it started
+// pcscd itself: only then may a test kill and restart it (a developer's own
+// pcscd is left alone).
+const restartableEnv = "DMPAGENT_PCSCD_RESTARTABLE"
+
+// TestMonitorSurvivesPcscdRestart kills pcscd under a running monitor with
+// two cards in, starts it again, and checks that the monitor reports the
+// loss, then the readers and cards again within 2 s of pcscd being back.
+func TestMonitorSurvivesPcscdRestart(t *testing.T) {
+	if os.Getenv(restartableEnv) != "1" {
+		t.Skipf("%s is not 1: this pcscd is not ours to restart (make test starts one that is)", restartableEnv)
+	}
+	w := startMonitor(t, cardreader.MonitorConfig{})
+	w.expectReaders()
+	cps, err := testcards.NewCPS(cardtest.PKI(t), "emergency")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vit, err := testcards.NewVitale("family")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cardtest.Insert(t, 0, cps, vpcd.Faults{})
+	cardtest.Insert(t, 1, vit, vpcd.Faults{})
+	w.expectKinds(cardreader.CardInserted, cardreader.CardInserted)
+
+	for round := range 2 { // the second round proves the first recovery was complete
+		killPcscd(t)
+		w.expectKinds(cardreader.CardRemoved, cardreader.ReaderRemoved, cardreader.CardRemoved,
+			cardreader.ReaderRemoved, cardreader.ServiceLost)
+		if err := w.m.ServiceErr(); err == nil || !strings.Contains(err.Error(), "unavailable") {
+			t.Errorf("ServiceErr() = %v while pcscd is down", err)
+		}
+		time.Sleep(300 * time.Millisecond) // let the monitor retry against nothing
+		back := startPcscd(t)
+		deadline := back.Add(2 * time.Second)
+		got := w.collectUntil(deadline, 2, cardreader.CardInserted)
+		kinds := make([]string, len(got))
+		for i, e := range got {
+			kinds[i] = string(e.Kind)
+		}
+		if len(got) == 0 || got[0].Kind != cardreader.ServiceRestored || countKind(got, cardreader.CardInserted) != 2 ||
+			countKind(got, cardreader.ReaderAdded) < 2 {
+			t.Fatalf("round %d: within 2 s of pcscd being back got %v, want service-restored, the readers and both cards", round, kinds)
+		}
+		t.Logf("round %d: cards reported again %v after pcscd was back", round, got[len(got)-1].Time.Sub(back).Round(time.Millisecond))
+		if w.m.ServiceErr() != nil {
+			t.Errorf("ServiceErr() = %v after recovery", w.m.ServiceErr())
+		}
+	}
+}
+
+// expectKinds takes len(kinds) events and checks their kinds in order.
+func (w *watcher) expectKinds(kinds ...cardreader.EventKind) []cardreader.Event {
+	w.t.Helper()
+	var got []cardreader.Event
+	for _, k := range kinds {
+		e := w.next()
+		got = append(got, e)
+		if e.Kind != k {
+			w.t.Fatalf("event %d is %v, want the sequence %v", len(got), e, kinds)
+		}
+	}
+	return got
+}
+
+// collectUntil gathers events until n of kind have come or the deadline
+// passes.
+func (w *watcher) collectUntil(deadline time.Time, n int, kind cardreader.EventKind) []cardreader.Event {
+	var got []cardreader.Event
+	for countKind(got, kind) < n {
+		select {
+		case e := <-w.events:
+			got = append(got, e)
+		case <-time.After(time.Until(deadline)):
+			return got
+		}
+	}
+	return got
+}
+
+func countKind(es []cardreader.Event, k cardreader.EventKind) int {
+	n := 0
+	for _, e := range es {
+		if e.Kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// killPcscd stops every pcscd and waits until they are gone.
+func killPcscd(t *testing.T) {
+	t.Helper()
+	pids := pcscdPIDs()
+	if len(pids) == 0 {
+		t.Fatal("no pcscd to kill")
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	}
+	for range 100 {
+		if len(pcscdPIDs()) == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("pcscd still running 5 s after SIGTERM")
+}
+
+func pcscdPIDs() []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || strings.TrimSpace(string(comm)) != "pcscd" {
+			continue
+		}
+		// A pcscd that has exited but not been reaped is not running.
+		if st, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat")); err == nil && strings.Contains(string(st), ") Z ") {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// startPcscd starts pcscd the way with-pcscd.sh does and returns when it
+// lists vpcd's readers: the moment "pcscd is back" for a PC/SC client.
+func startPcscd(t *testing.T) time.Time {
+	t.Helper()
+	log, err := os.OpenFile(filepath.Join(os.TempDir(), "dmpagent-pcscd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command("pcscd", "--foreground")
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = cmd.Wait() }() // reap it if it ends while we run
+	for range 1000 {
+		if listsVPCD() {
+			return time.Now()
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("pcscd does not list the vpcd readers 5 s after start")
+	return time.Time{}
+}
+
+func listsVPCD() bool {
+	sc, err := scard.EstablishContext()
+	if err != nil {
+		return false
+	}
+	defer sc.Release()
+	rs, err := sc.ListReaders()
+	return err == nil && slices.Contains(rs, vpcd.ReaderName(0)) && slices.Contains(rs, vpcd.ReaderName(1))
+}
+
+// TestMonitorCycles inserts and removes cards many times in both readers at
+// once — a CPS whose ATR needs the probe in one, a Vitale card in the other —
+// and checks that every cycle gives exactly one insertion and one removal,
+// and that goroutines and file descriptors stay flat. pcscd polls vpcd every
+// 400 ms, so a cycle takes 0.8 s per reader: 1,000 cycles take about 7
+// minutes; -short runs 20.
+func TestMonitorCycles(t *testing.T) {
+	cycles := 1000
+	if testing.Short() {
+		cycles = 20
+	}
+	if s := os.Getenv("DMPAGENT_MONITOR_CYCLES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 {
+			t.Fatalf("DMPAGENT_MONITOR_CYCLES=%q", s)
+		}
+		cycles = n
+	}
+	w := startMonitor(t, cardreader.MonitorConfig{})
+	w.expectReaders()
+	cps, err := testcards.NewCPS(cardtest.PKI(t), "gp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vit, err := testcards.NewVitale("single")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers := []struct {
+		card   vpcd.Card
+		faults vpcd.Faults
+		want   cardreader.CardType
+	}{
+		{cps, vpcd.Faults{ATR: yubiKeyATR}, cardreader.TypeCPS},
+		{vit, vpcd.Faults{}, cardreader.TypeVitale},
+	}
+	// Route each reader's events to its own channel.
+	perReader := []chan cardreader.Event{make(chan cardreader.Event, 4), make(chan cardreader.Event, 4)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var route sync.WaitGroup
+	route.Add(1)
+	go func() {
+		defer route.Done()
+		for {
+			select {
+			case e := <-w.events:
+				for i := range perReader {
+					if e.Reader == vpcd.ReaderName(i) {
+						perReader[i] <- e
+					}
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	defer route.Wait()
+	defer cancel()
+
+	var g0, fd0 int
+	var baseline sync.Once
+	var mu sync.Mutex
+	var failures []string
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		failures = append(failures, fmt.Sprintf(format, args...))
+		mu.Unlock()
+	}
+	var wg sync.WaitGroup
+	var start sync.WaitGroup
+	start.Add(len(readers))
+	perReaderCycles := cycles / len(readers)
+	warm := min(10, perReaderCycles/2)
+	for i, r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			slot := vpcd.NewSlot(vpcd.Addr(i), nil)
+			defer slot.Remove()
+			wait := func(kind cardreader.EventKind, cycle int) bool {
+				select {
+				case e := <-perReader[i]:
+					if e.Kind != kind || (kind == cardreader.CardInserted && e.Card.Type != r.want) {
+						fail("reader %d cycle %d: got %v, want %s", i, cycle, e, kind)
+						return false
+					}
+					return true
+				case <-time.After(eventWait):
+					fail("reader %d cycle %d: no %s within %v", i, cycle, kind, eventWait)
+					return false
+				}
+			}
+			for c := range perReaderCycles {
+				if c == warm { // both readers reach here before the baseline
+					start.Done()
+					start.Wait()
+					baseline.Do(func() { g0, fd0 = settle(t) })
+				}
+				if err := slot.Insert(r.card, r.faults); err != nil {
+					fail("insert: %v", err)
+					return
+				}
+				if !wait(cardreader.CardInserted, c) {
+					return
+				}
+				slot.Remove()
+				if !wait(cardreader.CardRemoved, c) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
+	}
+	g1, fd1 := settle(t)
+	t.Logf("%d insert/remove cycles over 2 readers: goroutines %d -> %d, open fds %d -> %d", perReaderCycles*len(readers), g0, g1, fd0, fd1)
+	// The slots' own goroutines have ended too (Remove waits for them).
+	if g1 > g0 || fd1 > fd0 {
+		t.Errorf("not flat: goroutines %d -> %d, open fds %d -> %d", g0, g1, fd0, fd1)
+	}
+	select {
+	case e := <-w.events:
+		t.Errorf("event after the last cycle: %v", e)
+	default:
+	}
+}
