@@ -11,12 +11,21 @@ SCRIPTS     := testcards/scripts
 # Fuzz targets run briefly in `make fuzz`; `go test` replays their corpora always.
 FUZZTIME    ?= 15s
 
-.PHONY: all build deps test demo lint fuzz clean
+# make test's real-stack tests include 1,000 card insert/remove cycles
+# (cardreader), about 7 minutes because pcscd polls vpcd every 400 ms.
+TESTTIMEOUT ?= 30m
+
+.PHONY: all build cross deps test demo bench lint fuzz clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dmpagent
+
+# Windows builds without cgo so far (ebfe/scard calls winscard.dll directly).
+# darwin needs cgo with clang and the macOS SDK (PCSC.framework): build it on a Mac.
+cross:
+	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).exe ./cmd/dmpagent
 
 deps:
 	@bash $(SCRIPTS)/deps.sh
@@ -25,15 +34,25 @@ deps:
 # fail rather than skip here), then real tools against `dmpagent sim`.
 test: deps build
 	bash $(SCRIPTS)/with-pcscd.sh bash -c '\
-	  DMPAGENT_REQUIRE_PCSC=1 $(GO) test -count=1 ./... && \
+	  DMPAGENT_REQUIRE_PCSC=1 $(GO) test -count=1 -timeout $(TESTTIMEOUT) ./... && \
 	  bash $(SCRIPTS)/acceptance.sh'
 
 demo: deps build
 	bash $(SCRIPTS)/with-pcscd.sh bash $(SCRIPTS)/demo.sh
 
+# Benchmarks on the real stack; figures are machine-dependent, each comes
+# with its baseline measured in the same run.
+bench: deps
+	bash $(SCRIPTS)/with-pcscd.sh bash -c '\
+	  $(GO) run ./bench/cardevents -mode latency -n 50 && \
+	  $(GO) run ./bench/cardevents -mode idle -d 60s && \
+	  $(GO) test -run "^$$" -bench . -benchtime 200x ./testcards/vpcd'
+
+
 lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
 fuzz:

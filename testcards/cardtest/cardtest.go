@@ -64,14 +64,22 @@ var (
 
 // Lock takes the machine-wide lock on vpcd's readers for the rest of the
 // test, skipping (or failing, see RequireEnv) when the stack is absent.
+//
+// The lock comes first and the check after: a test of another package may be
+// restarting pcscd under the lock (cardreader's recovery test does).
 func Lock(t testing.TB) {
 	t.Helper()
+	lock(t)
 	if err := Available(); err != nil {
 		if os.Getenv(RequireEnv) == "1" {
 			t.Fatalf("real PC/SC stack required (%s=1) but unavailable: %v", RequireEnv, err)
 		}
 		t.Skipf("no PC/SC stack with vpcd (%v); `make test` starts one", err)
 	}
+}
+
+func lock(t testing.TB) {
+	t.Helper()
 	heldMu.Lock()
 	defer heldMu.Unlock()
 	if holders == 0 {
