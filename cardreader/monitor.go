@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
@@ -385,8 +386,7 @@ func (m *Monitor) relist(ctx context.Context, sc statusContext, states []scard.R
 }
 
 // observe compares a reader's new state with the last one and reports the
-// card changes. A changed event counter or ATR with a card present both
-// times means the card was swapped between two waits: out, then in.
+// card changes.
 func (m *Monitor) observe(ctx context.Context, s *scard.ReaderState, last map[string]seen, out chan<- change) bool {
 	ev := s.EventState
 	now := seen{
@@ -398,16 +398,47 @@ func (m *Monitor) observe(ctx context.Context, s *scard.ReaderState, last map[st
 		now.atr = bytes.Clone(s.Atr)
 	}
 	prev := last[s.Reader]
+	m.log.Debug("reader state", "reader", s.Reader, "state", fmt.Sprintf("%#x", uint32(ev)), "atr", fmt.Sprintf("% X", now.atr))
+	if prev.present && now.present && sameCard(prev, now) {
+		switch {
+		case len(prev.atr) == 0 && len(now.atr) > 0:
+			// A mute card that now answers: report it again, with
+			// what its ATR says.
+		case len(now.atr) == 0:
+			// The card lost its ATR for a moment (powered down and up
+			// by pcscd or another application): still the same card.
+			now.atr, now.mute = prev.atr, prev.mute
+			last[s.Reader] = now
+			return true
+		default:
+			last[s.Reader] = now
+			return true
+		}
+	}
 	last[s.Reader] = now
-	swapped := prev.present && now.present &&
-		(prev.count != now.count || prev.mute != now.mute || !bytes.Equal(prev.atr, now.atr))
-	if prev.present && (!now.present || swapped) {
+	if prev.present {
 		if !send(ctx, out, change{kind: cardOut, reader: s.Reader}) {
 			return false
 		}
 	}
-	if now.present && (!prev.present || swapped) {
+	if now.present {
 		return send(ctx, out, change{kind: cardIn, reader: s.Reader, atr: now.atr, mute: now.mute})
+	}
+	return true
+}
+
+// sameCard tells whether two observations of a present card are of the same
+// card. The reader's event counter (pcsc-lite and Windows count insertions
+// and removals in the state's high half) is the proof: a card pulled and
+// another inserted between two waits moves it even though the reader shows
+// a card both times. Where the platform keeps no counter, a different ATR
+// is the only sign.
+func sameCard(prev, now seen) bool {
+	if prev.count != now.count {
+		return false
+	}
+	if now.count == 0 {
+		return len(prev.atr) == 0 || len(now.atr) == 0 || bytes.Equal(prev.atr, now.atr)
 	}
 	return true
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,7 +22,8 @@ import (
 // waits, and the reader-list poll of platforms without PnP notification.
 
 type fakeCard struct {
-	atr []byte
+	atr  []byte
+	mute bool
 }
 
 // fakePCSC is one PC/SC service as the monitor sees it through contexts.
@@ -51,7 +53,7 @@ func (f *fakePCSC) update(fn func()) {
 }
 
 func (f *fakePCSC) insert(reader string, atr []byte) {
-	f.update(func() { f.cards[reader] = fakeCard{atr}; f.counts[reader]++ })
+	f.update(func() { f.cards[reader] = fakeCard{atr: atr}; f.counts[reader]++ })
 }
 
 func (f *fakePCSC) remove(reader string) {
@@ -97,6 +99,9 @@ func (f *fakePCSC) state(name string) (scard.StateFlag, []byte) {
 	}
 	st := scard.StateFlag(f.counts[name] << 16)
 	if c, ok := f.cards[name]; ok {
+		if c.mute {
+			return st | scard.StatePresent | scard.StateMute, nil
+		}
 		return st | scard.StatePresent, c.atr
 	}
 	return st | scard.StateEmpty, nil
@@ -299,9 +304,16 @@ func TestFakeCardSwappedBetweenWaits(t *testing.T) {
 	f.insert("R1", vitaleATR)
 	r := runFake(t, f, true)
 	r.want("reader-added R1", "card-inserted R1")
+	// Powered down and up again (pcscd's idle power-off, another
+	// application's reset): the reader shows no ATR for a while, then the
+	// same one, and the counter does not move. Same card, no event.
+	f.update(func() { f.cards["R1"] = fakeCard{mute: true} })
+	r.quiet()
+	f.update(func() { f.cards["R1"] = fakeCard{atr: vitaleATR} })
+	r.quiet()
 	// Out and in again before the monitor waits again: still present, but
 	// the event counter moved by two.
-	f.update(func() { f.cards["R1"] = fakeCard{cps3ATR}; f.counts["R1"] += 2 })
+	f.update(func() { f.cards["R1"] = fakeCard{atr: cps3ATR}; f.counts["R1"] += 2 })
 	evs := r.want("card-removed R1", "card-inserted R1")
 	if evs[0].Card.Type != TypeVitale || evs[1].Card.Type != TypeCPS {
 		t.Errorf("swap reported %v then %v", evs[0].Card, evs[1].Card)
@@ -320,4 +332,21 @@ func TestFakeUnknownReaderRecovers(t *testing.T) {
 	f.update(func() { f.failNext = scard.ErrUnknownReader; f.readers = nil })
 	r.want("reader-removed R1")
 	r.quiet()
+}
+
+func TestFakeMuteCardThenAnswers(t *testing.T) {
+	f := newFake("R1")
+	f.update(func() { f.cards["R1"] = fakeCard{mute: true}; f.counts["R1"]++ })
+	r := runFake(t, f, true)
+	evs := r.want("reader-added R1", "card-inserted R1")
+	if evs[1].Card.Type != TypeUnknown || !strings.Contains(evs[1].Card.Reason, "mute") {
+		t.Fatalf("mute card reported as %v", evs[1].Card)
+	}
+	// The card answers at last (pcscd powered it again): reported again
+	// with what its ATR says.
+	f.update(func() { f.cards["R1"] = fakeCard{atr: vitaleATR} })
+	evs = r.want("card-removed R1", "card-inserted R1")
+	if evs[1].Card.Type != TypeVitale {
+		t.Fatalf("card reported as %v once it answers", evs[1].Card)
+	}
 }

@@ -3,8 +3,10 @@ package cardreader_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -72,7 +74,10 @@ func TestMonitorCycles(t *testing.T) {
 		}
 		cycles = n
 	}
-	w := startMonitor(t, cardreader.MonitorConfig{})
+	// The monitor's debug log (reader states as PC/SC reports them) is
+	// kept for the last events and shown if a cycle goes wrong.
+	logs := &tailLog{max: 60}
+	w := startMonitor(t, cardreader.MonitorConfig{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	w.expectReaders()
 	cps, err := testcards.NewCPS(cardtest.PKI(t), "gp")
 	if err != nil {
@@ -169,6 +174,7 @@ func TestMonitorCycles(t *testing.T) {
 	}
 	wg.Wait()
 	if len(failures) > 0 {
+		t.Logf("monitor log, last lines:\n%s", logs)
 		t.Fatalf("%d failures, first: %s", len(failures), failures[0])
 	}
 	g1, fd1 := settle(t)
@@ -182,4 +188,27 @@ func TestMonitorCycles(t *testing.T) {
 		t.Errorf("event after the last cycle: %v", e)
 	default:
 	}
+}
+
+// tailLog keeps the last max lines written to it.
+type tailLog struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+}
+
+func (l *tailLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
+	if len(l.lines) > l.max {
+		l.lines = l.lines[len(l.lines)-l.max:]
+	}
+	return len(p), nil
+}
+
+func (l *tailLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "")
 }
