@@ -31,10 +31,12 @@ deps:
 	@bash $(SCRIPTS)/deps.sh
 
 # Unit tests, then the real-stack tests (pcscd + vpcd + emulated cards; they
-# fail rather than skip here), then real tools against `dmpagent sim`.
+# fail rather than skip here), then real tools against `dmpagent sim`. One
+# package at a time (-p 1): the real-stack tests of every package share
+# vpcd's two readers, so running packages side by side only makes them wait.
 test: deps build
 	bash $(SCRIPTS)/with-pcscd.sh bash -c '\
-	  DMPAGENT_REQUIRE_PCSC=1 $(GO) test -count=1 -timeout $(TESTTIMEOUT) ./... && \
+	  DMPAGENT_REQUIRE_PCSC=1 $(GO) test -p 1 -count=1 -timeout $(TESTTIMEOUT) ./... && \
 	  bash $(SCRIPTS)/acceptance.sh'
 
 demo: deps build

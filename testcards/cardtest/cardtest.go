@@ -83,7 +83,9 @@ func lock(t testing.TB) {
 	heldMu.Lock()
 	defer heldMu.Unlock()
 	if holders == 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		// Generous: another package's test may hold the readers for minutes
+		// (cardreader's 1,000 cycles take about 7).
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()
 		unlock, err := vpcd.LockReaders(ctx)
 		if err != nil {
