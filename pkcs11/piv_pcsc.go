@@ -23,16 +23,11 @@ var pivSelectCommand = []byte{0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x
 // matters). A missing card, a vanished reader and a card without PIV all
 // come back as ErrCardRemoved: for a token, its PIV card is gone.
 func pivSelect(reader string) error {
-	sc, err := scard.EstablishContext()
+	card, release, err := pivConnect(reader)
 	if err != nil {
-		return fmt.Errorf("PC/SC: %w", err)
+		return err
 	}
-	defer sc.Release()
-	card, err := sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
-	if err != nil {
-		return pivPCSCError(err)
-	}
-	defer card.Disconnect(scard.LeaveCard)
+	defer release(scard.LeaveCard)
 	resp, err := card.Transmit(pivSelectCommand)
 	if err != nil {
 		return pivPCSCError(err)
@@ -59,16 +54,31 @@ func pivSelect(reader string) error {
 // so that a program that slipped in between is reset too (it gets
 // SCARD_W_RESET_CARD and reconnects), rather than let it keep the state.
 func pivResetCard(reader string) error {
+	_, release, err := pivConnect(reader)
+	if err != nil {
+		return err
+	}
+	return pivPCSCError(release(scard.ResetCard))
+}
+
+// pivConnect connects to the card in reader in shared mode, with a PC/SC
+// context of its own; release disconnects with disp, releases the context
+// and returns the disconnection's error.
+func pivConnect(reader string) (card *scard.Card, release func(scard.Disposition) error, err error) {
 	sc, err := scard.EstablishContext()
 	if err != nil {
-		return fmt.Errorf("PC/SC: %w", err)
+		return nil, nil, fmt.Errorf("PC/SC: %w", err)
 	}
-	defer sc.Release()
-	card, err := sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
+	card, err = sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
 	if err != nil {
-		return pivPCSCError(err)
+		sc.Release()
+		return nil, nil, pivPCSCError(err)
 	}
-	return pivPCSCError(card.Disconnect(scard.ResetCard))
+	release = func(disp scard.Disposition) error {
+		defer sc.Release()
+		return card.Disconnect(disp)
+	}
+	return card, release, nil
 }
 
 func pivPCSCError(err error) error {
