@@ -22,10 +22,20 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/dmpagent
 
-# Windows builds without cgo so far (ebfe/scard calls winscard.dll directly).
-# darwin needs cgo with clang and the macOS SDK (PCSC.framework): build it on a Mac.
+# Windows: cgo through mingw-w64, for miekg/pkcs11 (the Cryptolib CPS and
+# OpenSC modules); scard and piv-go call winscard.dll without cgo. Every
+# package is compiled for Windows, not only what cmd/dmpagent imports today.
+# darwin needs cgo with clang and the macOS SDK (PCSC.framework): build it
+# on a Mac (`make build` there).
+WINDOWS_ENV := GOOS=windows GOARCH=amd64 CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc
+
 cross:
-	GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).exe ./cmd/dmpagent
+	@bash $(SCRIPTS)/deps.sh cross
+	$(WINDOWS_ENV) $(GO) build ./...
+	$(WINDOWS_ENV) $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN).exe ./cmd/dmpagent
+	@case " $$($(WINDOWS_ENV) $(GO) list -f '{{join .GoFiles " "}}' ./pkcs11) " in \
+	  *" module.go "*) ;; *) echo "cross: pkcs11 built without its PKCS#11 module backend" >&2; exit 1;; esac
+	@file $(BIN).exe
 
 deps:
 	@bash $(SCRIPTS)/deps.sh

@@ -5,6 +5,7 @@ go 1.26
 require (
 	github.com/ebfe/scard v0.0.0-20230420082256-7db3f9b7c8a7
 	github.com/go-piv/piv-go/v2 v2.6.0
+	github.com/miekg/pkcs11 v1.1.2
 	github.com/spf13/cobra v1.10.2
 )
 

@@ -278,7 +278,10 @@ func (t *pivToken) classify(op string, err error) error {
 	case errors.Is(err, piv.ErrNotFound):
 		return fmt.Errorf("%s: %w (%w)", where, ErrNoKey, err)
 	case pivIsBusy(err):
-		return fmt.Errorf("%s: the card stayed in exclusive use by another program for %v: %w", where, pivBusyWait, err)
+		if errors.Is(err, ErrCardBusy) {
+			return fmt.Errorf("%s: waited %v: %w", where, pivBusyWait, err)
+		}
+		return fmt.Errorf("%s: waited %v: %w (%w)", where, pivBusyWait, ErrCardBusy, err)
 	}
 	return fmt.Errorf("%s: %w", where, err)
 }
@@ -336,7 +339,7 @@ func pivIsRemoval(err error) bool {
 }
 
 func pivIsBusy(err error) bool {
-	return err != nil && (errors.Is(err, errPIVBusy) || strings.Contains(err.Error(), pivBusyMessage))
+	return err != nil && (errors.Is(err, ErrCardBusy) || strings.Contains(err.Error(), pivBusyMessage))
 }
 
 // pivLeaksConnection recognises the piv.Open failures that return after
@@ -384,7 +387,7 @@ func (t *pivToken) Login(ctx context.Context, pin string) error {
 	if len(pin) == 0 || len(pin) > 8 {
 		// PIV pads the PIN to 8 bytes; the card is not asked, so no try
 		// is spent.
-		return fmt.Errorf("pkcs11: PIV login on %q: a PIN has 1 to 8 characters", t.reader)
+		return fmt.Errorf("pkcs11: PIV login on %q: %w: a PIN has 1 to 8 characters", t.reader, ErrPINFormat)
 	}
 	return t.run(ctx, func(c *pivCall) error {
 		t.forgetPIN()

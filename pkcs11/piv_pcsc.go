@@ -12,9 +12,6 @@ import (
 	"github.com/ebfe/scard"
 )
 
-// errPIVBusy: another program holds the card exclusively.
-var errPIVBusy = errors.New("pkcs11: card in exclusive use by another program")
-
 // pivSelectCommand is the SELECT piv-go sends: the PIV RID, no Le.
 var pivSelectCommand = []byte{0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x03, 0x08}
 
@@ -90,7 +87,7 @@ func pivPCSCError(err error) error {
 		errors.Is(err, scard.ErrNoReadersAvailable), errors.Is(err, scard.ErrUnpoweredCard):
 		return fmt.Errorf("%w (%w)", ErrCardRemoved, err)
 	case errors.Is(err, scard.ErrSharingViolation):
-		return fmt.Errorf("%w (%w)", errPIVBusy, err)
+		return fmt.Errorf("%w (%w)", ErrCardBusy, err)
 	}
 	return fmt.Errorf("PC/SC: %w", err)
 }

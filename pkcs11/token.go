@@ -85,6 +85,14 @@ var (
 	ErrNoToken = errors.New("pkcs11: no token")
 	// ErrNoKey: the token has no key or certificate for the role.
 	ErrNoKey = errors.New("pkcs11: no such key on the token")
+	// ErrCardBusy: another program (or another backend of this one: PIV
+	// and a PKCS#11 module cannot share a card, PIV-NOTES) holds the card
+	// exclusively, and kept it past the wait.
+	ErrCardBusy = errors.New("pkcs11: card in exclusive use by another program")
+	// ErrPINFormat: the PIN was refused without being checked against
+	// the card (empty, or the module's CKR_PIN_LEN_RANGE/CKR_PIN_INVALID).
+	// No try was used.
+	ErrPINFormat = errors.New("pkcs11: the PIN has the wrong length or characters")
 )
 
 // signatures counts the private-key operations sent to cards by every

@@ -9,6 +9,10 @@ packages=(
   opensc opensc-pkcs11 softhsm2      # PKCS#11 modules and tools
   openssl xmlsec1 libxml2-utils      # certificate, signature and schema checks
 )
+# `deps.sh cross`: what `make cross` needs instead.
+if [ "${1:-}" = cross ]; then
+  packages=(gcc-mingw-w64-x86-64 file)  # cgo for windows/amd64 (miekg/pkcs11)
+fi
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
   echo "deps: not a Debian-like system; install the equivalents of: ${packages[*]}" >&2
