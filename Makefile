@@ -58,6 +58,8 @@ bench: deps
 	bash $(SCRIPTS)/with-pcscd.sh bash -c '\
 	  $(GO) run ./bench/cardevents -mode latency -n 50 && \
 	  $(GO) run ./bench/cardevents -mode idle -d 60s && \
+	  $(GO) run ./bench/signing -n 30 && \
+	  $(GO) test -run "^$$" -bench TLSHandshake -benchtime 100x ./pkcs11 && \
 	  $(GO) test -run "^$$" -bench . -benchtime 200x ./testcards/vpcd'
 
 

@@ -13,7 +13,10 @@
 //     DigestInfo, PSS, ECDSA encodings), tested without a module.
 //   - piv.go: PIV test tokens (YubiKeys provisioned as test CPS, the
 //     emulated test CPS) through piv-go, holding the card for one
-//     operation at a time; piv_pcsc.go is its only direct PC/SC use.
+//     operation at a time.
+//   - pcsc.go: the only direct PC/SC use: PIV's pre-open check, and the
+//     card reset that makes a card forget its PIN after a logout through
+//     either backend (OpenSC's PIV logout leaves the card verified).
 //
 // One backend per card: piv-go connects exclusively, and OpenSC keeps a
 // shared connection to every card it has seen until the process ends, so

@@ -414,6 +414,7 @@ func (t *moduleToken) Logout(ctx context.Context) error {
 		return err
 	}
 	defer t.unlock()
+	wasLoggedIn := t.loggedIn
 	t.loggedIn = false
 	if !t.open {
 		return nil
@@ -421,12 +422,32 @@ func (t *moduleToken) Logout(ctx context.Context) error {
 	err := t.m.ctx.Logout(t.sh)
 	switch {
 	case err == nil, p11Code(err, p11.CKR_USER_NOT_LOGGED_IN):
-		return nil
 	case p11Lost(err):
 		t.drop(err) // no session, no login: what was asked
 		return nil
+	default:
+		return fmt.Errorf("pkcs11: logout on %s: %w", t.name(), err)
 	}
-	return fmt.Errorf("pkcs11: logout on %s: %w", t.name(), err)
+	if wasLoggedIn {
+		return t.cardForgetsPIN()
+	}
+	return nil
+}
+
+// cardForgetsPIN resets the card after a logout. A module may log out
+// without telling the card: OpenSC's PIV driver sends nothing, and the card
+// stays verified for as long as OpenSC keeps its connection, which is as
+// long as the module is loaded (see resetCard). The module finds out at its
+// next call and reconnects. A token without a reader (SoftHSM) has no card
+// to reset.
+func (t *moduleToken) cardForgetsPIN() error {
+	if t.reader == "" {
+		return nil
+	}
+	if err := resetCard(t.reader); err != nil && !errors.Is(err, ErrCardRemoved) {
+		return fmt.Errorf("pkcs11: reset the card in %s after logout: %w", t.name(), err)
+	}
+	return nil
 }
 
 func (t *moduleToken) Close() error {
@@ -439,9 +460,14 @@ func (t *moduleToken) Close() error {
 	}
 	var err error
 	if t.open {
-		// Closing the last session also logs out (PKCS#11 §5.6).
-		if cerr := t.m.ctx.CloseSession(t.sh); cerr != nil && !p11Lost(cerr) {
+		// Closing the last session also logs out (PKCS#11 §5.6), as far as
+		// the module goes: the card is reset too.
+		cerr := t.m.ctx.CloseSession(t.sh)
+		switch {
+		case cerr != nil && !p11Lost(cerr):
 			err = fmt.Errorf("pkcs11: close session on %s: %w", t.name(), cerr)
+		case cerr == nil && t.loggedIn:
+			err = t.cardForgetsPIN()
 		}
 	}
 	t.closed, t.open, t.loggedIn, t.certs, t.mechs = true, false, false, nil, nil
@@ -707,6 +733,11 @@ func (t *moduleToken) signOnce(ctx context.Context, role Role, pin string, pub c
 				return // the login went with the card: no logout to a card half gone
 			}
 			_ = t.m.ctx.Logout(sh)
+			if rerr := t.cardForgetsPIN(); rerr != nil {
+				// The signature, if made, stands; the card may still
+				// hold the PIN, which the log must say.
+				moduleLog().Error("pkcs11: the card may still hold the PIN after a signature-key signature", "token", t.name(), "err", rerr)
+			}
 		}()
 	}
 	key, alwaysAuth, err := t.privateKey(sh, role, co)

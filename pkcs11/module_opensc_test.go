@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ebfe/scard"
 	p11 "github.com/miekg/pkcs11"
 
 	"github.com/dmpagent/dmpagent/testcards"
@@ -341,6 +342,49 @@ func testOpenSC(t *testing.T) {
 		}
 	})
 
+	t.Run("LogoutForgetsPIN", func(t *testing.T) {
+		// OpenSC's PIV logout sends nothing and leaves the card verified
+		// for whatever program connects next: Logout must make the card
+		// itself forget the PIN.
+		if err := tok.Login(ctx, testcards.PIN); err != nil {
+			t.Fatal(err)
+		}
+		if !cardPINVerified(t, reader) {
+			t.Fatal("the card does not show the PIN verified after Login: the check below proves nothing")
+		}
+		if err := tok.Logout(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if cardPINVerified(t, reader) {
+			t.Error("the card still has the PIN verified after Logout")
+		}
+		if _, err := auth.Sign(rand.Reader, digest, crypto.SHA256); !errors.Is(err, ErrNotLoggedIn) {
+			t.Errorf("Sign after Logout = %v, want ErrNotLoggedIn", err)
+		}
+		// The token is usable again after the reset.
+		if err := tok.Login(ctx, testcards.PIN); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := auth.Sign(rand.Reader, digest, crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+		if err := tok.Logout(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// A signature-key signature logs in for itself and must leave
+		// the card as unverified as it found it.
+		sign, err := tok.Signer(ctx, Signature, testcards.PIN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sign.Sign(rand.Reader, digest, crypto.SHA256); err != nil {
+			t.Fatal(err)
+		}
+		if cardPINVerified(t, reader) {
+			t.Error("the card still has the PIN verified after a signature-key signature")
+		}
+	})
+
 	t.Run("WrongPINs", func(t *testing.T) {
 		t.Logf("token flags before: %s", tokenFlags(m, slotID))
 		want := []int{2, 1, 0}
@@ -413,16 +457,7 @@ func testOpenSC(t *testing.T) {
 		if !errors.Is(err, ErrNotLoggedIn) || !p11Code(err, p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT) {
 			t.Errorf("Sign on a reinserted card = %v, want ErrNotLoggedIn carrying the CKR code", err)
 		}
-		if err := tok.Login(ctx, testcards.PIN); err != nil {
-			t.Fatal(err)
-		}
-		sig, err := auth.Sign(rand.Reader, digest, crypto.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rsa.VerifyPKCS1v15(authPub, crypto.SHA256, digest, sig); err != nil {
-			t.Error(err)
-		}
+		loginAndSign(t, tok, auth, digest)
 	})
 
 	t.Run("RemovedBetweenOperations", func(t *testing.T) {
@@ -451,18 +486,7 @@ func testOpenSC(t *testing.T) {
 		if !errors.Is(err, ErrNotLoggedIn) {
 			t.Errorf("Sign on the reinserted card before Login = %v, want ErrNotLoggedIn", err)
 		}
-		start := time.Now()
-		if err := tok.Login(ctx, testcards.PIN); err != nil {
-			t.Fatal(err)
-		}
-		sig, err := auth.Sign(rand.Reader, digest, crypto.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("Login + Sign on the reinserted card: %v", time.Since(start))
-		if err := rsa.VerifyPKCS1v15(authPub, crypto.SHA256, digest, sig); err != nil {
-			t.Error(err)
-		}
+		t.Logf("Login + Sign on the reinserted card: %v", loginAndSign(t, tok, auth, digest))
 	})
 
 	t.Run("PulledDuringSignature", func(t *testing.T) {
@@ -510,23 +534,13 @@ func testOpenSC(t *testing.T) {
 	slot = cardtest.Insert(t, 0, card, vpcd.Faults{})
 
 	t.Run("AfterPull", func(t *testing.T) {
-		start := time.Now()
-		if err := tok.Login(ctx, testcards.PIN); err != nil {
-			t.Fatal(err)
-		}
-		sig, err := auth.Sign(rand.Reader, digest, crypto.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Logf("Login + Sign on a fresh card after the pull: %v", time.Since(start))
-		if err := rsa.VerifyPKCS1v15(authPub, crypto.SHA256, digest, sig); err != nil {
-			t.Error(err)
-		}
+		t.Logf("Login + Sign on a fresh card after the pull: %v", loginAndSign(t, tok, auth, digest))
 		sign, err := tok.Signer(ctx, Signature, testcards.PIN)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if sig, err = sign.Sign(rand.Reader, digest, crypto.SHA256); err != nil {
+		sig, err := sign.Sign(rand.Reader, digest, crypto.SHA256)
+		if err != nil {
 			t.Fatal(err)
 		}
 		if err := rsa.VerifyPKCS1v15(signPub, crypto.SHA256, digest, sig); err != nil {
@@ -537,4 +551,43 @@ func testOpenSC(t *testing.T) {
 	t.Run("NoPINInErrorsOrLogs", func(t *testing.T) {
 		logs.noPIN(t, errs, testcards.PIN, "9876", "123456789")
 	})
+}
+
+// cardPINVerified asks the PIV card in reader, over a PC/SC connection of
+// its own as any other program would, whether its PIN is verified now
+// (VERIFY without data: 9000 when it is).
+func cardPINVerified(t *testing.T, reader string) bool {
+	t.Helper()
+	card, release, err := pcscConnect(reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(scard.LeaveCard)
+	if resp, err := card.Transmit(pivSelectCommand); err != nil || len(resp) < 2 {
+		t.Fatalf("SELECT PIV: % X, %v", resp, err)
+	}
+	resp, err := card.Transmit([]byte{0x00, 0x20, 0x00, 0x80})
+	if err != nil || len(resp) != 2 {
+		t.Fatalf("VERIFY status: % X, %v", resp, err)
+	}
+	return resp[0] == 0x90 && resp[1] == 0x00
+}
+
+// loginAndSign logs tok in with the right PIN and checks a signature of
+// digest by the authentication key; it returns how long both took.
+func loginAndSign(t *testing.T, tok Token, auth crypto.Signer, digest []byte) time.Duration {
+	t.Helper()
+	start := time.Now()
+	if err := tok.Login(context.Background(), testcards.PIN); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := auth.Sign(rand.Reader, digest, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	if err := rsa.VerifyPKCS1v15(auth.Public().(*rsa.PublicKey), crypto.SHA256, digest, sig); err != nil {
+		t.Error(err)
+	}
+	return elapsed
 }

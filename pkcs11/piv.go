@@ -11,7 +11,7 @@ package pkcs11
 // right after; one operation at a time per token.
 //
 // The price: the card's "PIN verified" state does not outlive the
-// connection (and must not: see pivResetCard), so the token keeps the PIN
+// connection (and must not: see resetCard), so the token keeps the PIN
 // given to Login in memory and presents it again before each signature of
 // the authentication key. That is this backend's one difference from the
 // PKCS#11 backend, where the card itself keeps the login. The PIN is kept
@@ -190,7 +190,7 @@ func (t *pivToken) run(ctx context.Context, op func(*pivCall) error) error {
 
 // withCard opens the card, runs f and closes it. When pinUsed, the card is
 // then reset so that the PIN verified state dies with our connection (see
-// pivResetCard). Errors come back classified (classify).
+// resetCard). Errors come back classified (classify).
 func (t *pivToken) withCard(ctx context.Context, op string, pinUsed bool, f func(*piv.YubiKey) error) error {
 	start := time.Now()
 	yk, err := t.open(ctx)
@@ -204,7 +204,7 @@ func (t *pivToken) withCard(ctx context.Context, op string, pinUsed bool, f func
 		t.log.Debug("PIV card close", "op", op, "err", cerr)
 	}
 	if pinUsed && !pivIsRemoval(err) {
-		switch rerr := pivResetCard(t.reader); {
+		switch rerr := resetCard(t.reader); {
 		case pivIsRemoval(rerr):
 			// Whatever f did, the card has gone since.
 			t.cardGone(op)

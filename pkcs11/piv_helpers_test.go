@@ -78,7 +78,7 @@ type pivCard struct {
 
 // pivInsertCPS puts a fresh test CPS of the named persona (PIN 1234) in
 // reader 0; it is removed when the test ends.
-func pivInsertCPS(t *testing.T, persona string) pivCard {
+func pivInsertCPS(t testing.TB, persona string) pivCard {
 	t.Helper()
 	cardtest.Lock(t)
 	p := cardtest.PKI(t)
@@ -93,7 +93,7 @@ func pivInsertCPS(t *testing.T, persona string) pivCard {
 	return pivInsert(t, card, keys)
 }
 
-func pivInsert(t *testing.T, card *emu.Card, keys pki.CardKeys) pivCard {
+func pivInsert(t testing.TB, card *emu.Card, keys pki.CardKeys) pivCard {
 	t.Helper()
 	rec := &pivRecorder{Card: card}
 	slot := cardtest.Insert(t, 0, rec, vpcd.Faults{})
@@ -101,7 +101,7 @@ func pivInsert(t *testing.T, card *emu.Card, keys pki.CardKeys) pivCard {
 }
 
 // pivOpen opens the token of reader 0 and closes it when the test ends.
-func pivOpen(t *testing.T) Token {
+func pivOpen(t testing.TB) Token {
 	t.Helper()
 	tok, err := OpenPIV(context.Background(), pivReader)
 	if err != nil {
@@ -111,7 +111,7 @@ func pivOpen(t *testing.T) Token {
 	return tok
 }
 
-func pivCtx(t *testing.T) context.Context {
+func pivCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -12,12 +12,14 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/dmpagent/dmpagent/testcards"
 	"github.com/dmpagent/dmpagent/testcards/cardtest"
 )
 
 // intermediates reads the test PKI's intermediate CA certificates.
-func intermediates(t *testing.T) []*x509.Certificate {
+func intermediates(t testing.TB) []*x509.Certificate {
 	t.Helper()
 	b, err := os.ReadFile(cardtest.PKI(t).IntermediatesFile())
 	if err != nil {
@@ -38,9 +40,26 @@ func intermediates(t *testing.T) []*x509.Certificate {
 	}
 }
 
+// pivTLSCertificate inserts the GP's test CPS, logs its token in and
+// returns the card with its mutual-TLS client certificate.
+func pivTLSCertificate(t testing.TB) (pivCard, tls.Certificate) {
+	t.Helper()
+	c := pivInsertCPS(t, "gp")
+	tok := pivOpen(t)
+	ctx := pivCtx(t)
+	if err := tok.Login(ctx, testcards.PIN); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := TLSCertificate(ctx, tok, intermediates(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cert
+}
+
 // mtlsServer is an HTTPS server that requires a client certificate chaining
 // to the test IGC-Santé root and answers with the client's subject CN.
-func mtlsServer(t *testing.T, maxVersion uint16) *httptest.Server {
+func mtlsServer(t testing.TB, maxVersion uint16) *httptest.Server {
 	t.Helper()
 	p := cardtest.PKI(t)
 	cert, err := p.Server()
@@ -71,17 +90,8 @@ func TestTLSSessionCostsOneSignature(t *testing.T) {
 		max  uint16
 	}{{"TLS1.3", tls.VersionTLS13}, {"TLS1.2", tls.VersionTLS12}} {
 		t.Run(v.name, func(t *testing.T) {
-			pivInsertCPS(t, "gp")
-			tok := pivOpen(t)
-			ctx := pivCtx(t)
-			if err := tok.Login(ctx, "1234"); err != nil {
-				t.Fatal(err)
-			}
+			_, cert := pivTLSCertificate(t)
 			srv := mtlsServer(t, v.max)
-			cert, err := TLSCertificate(ctx, tok, intermediates(t))
-			if err != nil {
-				t.Fatal(err)
-			}
 			tr := &http.Transport{TLSClientConfig: ClientConfig(cert, cardtest.PKI(t).RootPool())}
 			defer tr.CloseIdleConnections()
 			client := &http.Client{Transport: tr}
@@ -122,23 +132,14 @@ func TestTLSSessionCostsOneSignature(t *testing.T) {
 // TestTLSWithoutCard: a session started after the card left fails with
 // ErrCardRemoved in the chain, not a hang or a vague handshake failure.
 func TestTLSWithoutCard(t *testing.T) {
-	c := pivInsertCPS(t, "gp")
-	tok := pivOpen(t)
-	ctx := pivCtx(t)
-	if err := tok.Login(ctx, "1234"); err != nil {
-		t.Fatal(err)
-	}
-	cert, err := TLSCertificate(ctx, tok, intermediates(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cert := pivTLSCertificate(t)
 	srv := mtlsServer(t, tls.VersionTLS13)
 	cardtest.Remove(t, c.slot, 0)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: ClientConfig(cert, cardtest.PKI(t).RootPool())}}
-	reqCtx, cancel := context.WithTimeout(ctx, 10e9)
+	reqCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(reqCtx, http.MethodGet, srv.URL, nil)
-	_, err = client.Do(req)
+	_, err := client.Do(req)
 	if err == nil {
 		t.Fatal("request succeeded without the card")
 	}

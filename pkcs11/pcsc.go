@@ -1,9 +1,11 @@
 package pkcs11
 
-// What the PIV backend asks of PC/SC around piv-go, over connections of its
-// own in shared mode (github.com/ebfe/scard, as cardreader uses; only
-// Connect, Transmit and Disconnect, never GetStatusChange, which
-// cardreader's monitor must own alone).
+// What the backends ask of PC/SC themselves, over connections of their own
+// in shared mode (github.com/ebfe/scard, as cardreader uses; only Connect,
+// Transmit and Disconnect, never GetStatusChange, which cardreader's
+// monitor must own alone): the PIV backend's check before piv-go opens the
+// card, and the reset that makes a card forget its PIN, which both
+// backends need (see resetCard).
 
 import (
 	"errors"
@@ -20,14 +22,14 @@ var pivSelectCommand = []byte{0x00, 0xA4, 0x04, 0x00, 0x05, 0xA0, 0x00, 0x00, 0x
 // matters). A missing card, a vanished reader and a card without PIV all
 // come back as ErrCardRemoved: for a token, its PIV card is gone.
 func pivSelect(reader string) error {
-	card, release, err := pivConnect(reader)
+	card, release, err := pcscConnect(reader)
 	if err != nil {
 		return err
 	}
 	defer release(scard.LeaveCard)
 	resp, err := card.Transmit(pivSelectCommand)
 	if err != nil {
-		return pivPCSCError(err)
+		return pcscError(err)
 	}
 	if len(resp) < 2 {
 		// vpcd answers nothing for a card pulled mid-APDU.
@@ -40,28 +42,30 @@ func pivSelect(reader string) error {
 	return fmt.Errorf("%w: the card in the reader has no PIV application (SELECT answered %02X%02X)", ErrCardRemoved, sw1, sw2)
 }
 
-// pivResetCard resets the card in reader once piv-go has let go of it.
+// resetCard resets the card in reader, so that it forgets its verified PIN.
 //
-// piv-go's Close leaves the card powered and untouched (SCARD_LEAVE_CARD),
-// and the card keeps its PIN verified state for as long as it stays
-// powered: with pcscd about 0.5 s, until it powers an unused card off, and
-// with services that do not power cards down, indefinitely. Any program
-// connecting meanwhile could use the authentication key without the PIN,
-// so every operation that presented the PIN ends with a reset. Shared mode,
-// so that a program that slipped in between is reset too (it gets
-// SCARD_W_RESET_CARD and reconnects), rather than let it keep the state.
-func pivResetCard(reader string) error {
-	_, release, err := pivConnect(reader)
+// A card keeps its PIN verified for as long as it stays powered: with pcscd
+// about 0.5 s after the last program lets go of it, and indefinitely while
+// one keeps a connection (OpenSC does, for as long as its module is
+// loaded) or with services that do not power cards down. piv-go's Close
+// leaves the card as it is, and OpenSC's PIV logout sends nothing. Any
+// program connecting meanwhile could use the authentication key without
+// the PIN, so every PIV operation that presented the PIN, and every logout
+// through a module, ends with a reset. Shared mode, so that a program that
+// slipped in between is reset too (it gets SCARD_W_RESET_CARD and
+// reconnects) rather than keep the state.
+func resetCard(reader string) error {
+	_, release, err := pcscConnect(reader)
 	if err != nil {
 		return err
 	}
-	return pivPCSCError(release(scard.ResetCard))
+	return pcscError(release(scard.ResetCard))
 }
 
-// pivConnect connects to the card in reader in shared mode, with a PC/SC
+// pcscConnect connects to the card in reader in shared mode, with a PC/SC
 // context of its own; release disconnects with disp, releases the context
 // and returns the disconnection's error.
-func pivConnect(reader string) (card *scard.Card, release func(scard.Disposition) error, err error) {
+func pcscConnect(reader string) (card *scard.Card, release func(scard.Disposition) error, err error) {
 	sc, err := scard.EstablishContext()
 	if err != nil {
 		return nil, nil, fmt.Errorf("PC/SC: %w", err)
@@ -69,7 +73,7 @@ func pivConnect(reader string) (card *scard.Card, release func(scard.Disposition
 	card, err = sc.Connect(reader, scard.ShareShared, scard.ProtocolAny)
 	if err != nil {
 		sc.Release()
-		return nil, nil, pivPCSCError(err)
+		return nil, nil, pcscError(err)
 	}
 	release = func(disp scard.Disposition) error {
 		defer sc.Release()
@@ -78,7 +82,7 @@ func pivConnect(reader string) (card *scard.Card, release func(scard.Disposition
 	return card, release, nil
 }
 
-func pivPCSCError(err error) error {
+func pcscError(err error) error {
 	switch {
 	case err == nil:
 		return nil
