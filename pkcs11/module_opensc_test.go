@@ -324,17 +324,7 @@ func testOpenSC(t *testing.T) {
 		if err := tok.Logout(ctx); err != nil {
 			t.Fatal(err)
 		}
-		sign, err := tok.Signer(ctx, Signature, testcards.PIN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := sign.Sign(rand.Reader, digest, crypto.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rsa.VerifyPKCS1v15(signPub, crypto.SHA256, digest, sig); err != nil {
-			t.Error(err)
-		}
+		signWithSignatureKey(t, tok, signPub, digest)
 		_, err = auth.Sign(rand.Reader, digest, crypto.SHA256)
 		errs = append(errs, err)
 		if !errors.Is(err, ErrNotLoggedIn) {
@@ -373,13 +363,7 @@ func testOpenSC(t *testing.T) {
 		}
 		// A signature-key signature logs in for itself and must leave
 		// the card as unverified as it found it.
-		sign, err := tok.Signer(ctx, Signature, testcards.PIN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sign.Sign(rand.Reader, digest, crypto.SHA256); err != nil {
-			t.Fatal(err)
-		}
+		signWithSignatureKey(t, tok, signPub, digest)
 		if cardPINVerified(t, reader) {
 			t.Error("the card still has the PIN verified after a signature-key signature")
 		}
@@ -457,7 +441,7 @@ func testOpenSC(t *testing.T) {
 		if !errors.Is(err, ErrNotLoggedIn) || !p11Code(err, p11.CKR_SESSION_HANDLE_INVALID, p11.CKR_DEVICE_REMOVED, p11.CKR_TOKEN_NOT_PRESENT) {
 			t.Errorf("Sign on a reinserted card = %v, want ErrNotLoggedIn carrying the CKR code", err)
 		}
-		loginAndSign(t, tok, auth, digest)
+		loginAndSign(t, tok, auth, authPub, digest)
 	})
 
 	t.Run("RemovedBetweenOperations", func(t *testing.T) {
@@ -486,7 +470,7 @@ func testOpenSC(t *testing.T) {
 		if !errors.Is(err, ErrNotLoggedIn) {
 			t.Errorf("Sign on the reinserted card before Login = %v, want ErrNotLoggedIn", err)
 		}
-		t.Logf("Login + Sign on the reinserted card: %v", loginAndSign(t, tok, auth, digest))
+		t.Logf("Login + Sign on the reinserted card: %v", loginAndSign(t, tok, auth, authPub, digest))
 	})
 
 	t.Run("PulledDuringSignature", func(t *testing.T) {
@@ -534,18 +518,8 @@ func testOpenSC(t *testing.T) {
 	slot = cardtest.Insert(t, 0, card, vpcd.Faults{})
 
 	t.Run("AfterPull", func(t *testing.T) {
-		t.Logf("Login + Sign on a fresh card after the pull: %v", loginAndSign(t, tok, auth, digest))
-		sign, err := tok.Signer(ctx, Signature, testcards.PIN)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := sign.Sign(rand.Reader, digest, crypto.SHA256)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := rsa.VerifyPKCS1v15(signPub, crypto.SHA256, digest, sig); err != nil {
-			t.Error(err)
-		}
+		t.Logf("Login + Sign on a fresh card after the pull: %v", loginAndSign(t, tok, auth, authPub, digest))
+		signWithSignatureKey(t, tok, signPub, digest)
 	})
 
 	t.Run("NoPINInErrorsOrLogs", func(t *testing.T) {
@@ -574,8 +548,9 @@ func cardPINVerified(t *testing.T, reader string) bool {
 }
 
 // loginAndSign logs tok in with the right PIN and checks a signature of
-// digest by the authentication key; it returns how long both took.
-func loginAndSign(t *testing.T, tok Token, auth crypto.Signer, digest []byte) time.Duration {
+// digest by the authentication key, verified with pub; it returns how long
+// both took.
+func loginAndSign(t *testing.T, tok Token, auth crypto.Signer, pub *rsa.PublicKey, digest []byte) time.Duration {
 	t.Helper()
 	start := time.Now()
 	if err := tok.Login(context.Background(), testcards.PIN); err != nil {
@@ -586,8 +561,25 @@ func loginAndSign(t *testing.T, tok Token, auth crypto.Signer, digest []byte) ti
 		t.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	if err := rsa.VerifyPKCS1v15(auth.Public().(*rsa.PublicKey), crypto.SHA256, digest, sig); err != nil {
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest, sig); err != nil {
 		t.Error(err)
 	}
 	return elapsed
+}
+
+// signWithSignatureKey checks a signature of digest by the signature key,
+// which gets the PIN with the signer, verified with pub.
+func signWithSignatureKey(t *testing.T, tok Token, pub *rsa.PublicKey, digest []byte) {
+	t.Helper()
+	sign, err := tok.Signer(context.Background(), Signature, testcards.PIN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := sign.Sign(rand.Reader, digest, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest, sig); err != nil {
+		t.Error(err)
+	}
 }
