@@ -46,6 +46,7 @@ dmpagent/sim in your data directory): the test PKI, the daemon's socket and log.
 		newSimFaultCmd(simDir),
 		newSimDaemonCmd(simDir),
 		newSimProvisionCmd(simDir),
+		newSimPatientCmd(simDir),
 	)
 	return cmd
 }
@@ -62,7 +63,8 @@ func (d dirFunc) client() (*sim.Client, error) {
 }
 
 func newSimUpCmd(simDir dirFunc) *cobra.Command {
-	return &cobra.Command{
+	var df dmpFlags
+	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start the simulator daemon (no card inserted yet)",
 		Args:  cobra.NoArgs,
@@ -75,7 +77,7 @@ func newSimUpCmd(simDir dirFunc) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			daemon := exec.Command(exe, "sim", "daemon", "--dir", dir)
+			daemon := exec.Command(exe, append([]string{"sim", "daemon", "--dir", dir}, df.args()...)...)
 			st, started, err := sim.Start(cmd.Context(), dir, daemon)
 			if err != nil {
 				return err
@@ -90,9 +92,14 @@ func newSimUpCmd(simDir dirFunc) *cobra.Command {
 			for _, r := range st.Readers {
 				fmt.Fprintf(w, "reader %d: %s\n", r.Index, r.Name)
 			}
+			if st.DMP != nil {
+				fmt.Fprintf(w, "simulated DMP: %s\n", st.DMP.URL)
+			}
 			return nil
 		},
 	}
+	df.register(c)
+	return c
 }
 
 func newSimDownCmd(simDir dirFunc) *cobra.Command {
@@ -138,6 +145,9 @@ func newSimStatusCmd(simDir dirFunc) *cobra.Command {
 			fmt.Fprintf(w, "simulator pid %d on %s\n", st.PID, st.Dir)
 			for _, r := range st.Readers {
 				printReader(w, r)
+			}
+			if st.DMP != nil {
+				fmt.Fprintf(w, "simulated DMP: %s (state in %s)\n", st.DMP.URL, st.DMP.Dir)
 			}
 			return nil
 		},
@@ -317,7 +327,10 @@ func newSimFaultCmd(simDir dirFunc) *cobra.Command {
 }
 
 func newSimDaemonCmd(simDir dirFunc) *cobra.Command {
-	var verbose bool
+	var (
+		verbose bool
+		df      dmpFlags
+	)
 	c := &cobra.Command{
 		Use:    "daemon",
 		Short:  "Run the simulator in the foreground (what `sim up` starts)",
@@ -337,11 +350,17 @@ func newSimDaemonCmd(simDir dirFunc) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			s, err := startDMP(d, dir, df, log)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			return d.Serve(ctx)
 		},
 	}
 	c.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
+	df.register(c)
 	return c
 }

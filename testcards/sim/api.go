@@ -43,6 +43,13 @@ type Status struct {
 	Dir     string         `json:"dir"`
 	PKIDir  string         `json:"pki_dir"`
 	Readers []ReaderStatus `json:"readers"`
+	DMP     *DMPStatus     `json:"dmp,omitempty"`
+}
+
+// DMPStatus describes the simulated DMP running beside the cards.
+type DMPStatus struct {
+	URL string `json:"url"` // services root, for the agent's DMP endpoint
+	Dir string `json:"dir"` // its state: SQLite database and documents
 }
 
 // ReaderStatus describes one virtual reader.

@@ -80,6 +80,12 @@ func (c *Client) Shutdown(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/shutdown", struct{}{}, nil)
 }
 
+// Do sends a JSON request to the daemon and decodes its JSON answer into
+// out (unless nil); services mounted beside the cards use it.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	return c.do(ctx, method, path, in, out)
+}
+
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body bytes.Buffer
 	if in != nil {

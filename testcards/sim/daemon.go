@@ -49,6 +49,11 @@ type Daemon struct {
 	vitale   map[string]*vitale.Card
 	inserted []*insertedCard // by reader index
 	shutdown chan struct{}
+
+	// Services hosted beside the cards (the simulated DMP's patient side),
+	// mounted before Serve.
+	extra map[string]http.Handler
+	dmp   *DMPStatus
 }
 
 type insertedCard struct {
@@ -130,8 +135,30 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	return err
 }
 
+// PKI is the test PKI of the simulation.
+func (d *Daemon) PKI() *pki.PKI { return d.pki }
+
+// Mount serves h on the control socket under pattern (a net/http pattern),
+// for services that run beside the cards; call it before Serve.
+func (d *Daemon) Mount(pattern string, h http.Handler) {
+	if d.extra == nil {
+		d.extra = map[string]http.Handler{}
+	}
+	d.extra[pattern] = h
+}
+
+// SetDMP records where the simulated DMP listens, for the status.
+func (d *Daemon) SetDMP(st DMPStatus) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.dmp = &st
+}
+
 func (d *Daemon) routes() http.Handler {
 	mux := http.NewServeMux()
+	for pattern, h := range d.extra {
+		mux.Handle(pattern, h)
+	}
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		reply(w, http.StatusOK, d.status())
 	})
@@ -300,7 +327,7 @@ func (d *Daemon) setFaults(req FaultsRequest) error {
 func (d *Daemon) status() Status {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	st := Status{PID: os.Getpid(), Dir: d.dir, PKIDir: d.pki.Dir}
+	st := Status{PID: os.Getpid(), Dir: d.dir, PKIDir: d.pki.Dir, DMP: d.dmp}
 	for i := range d.slots {
 		st.Readers = append(st.Readers, d.readerStatusLocked(i))
 	}

@@ -1,0 +1,14 @@
+package dmptest
+
+import "github.com/dmpagent/dmpagent/dmp"
+
+// routeTable maps each request action to its service, the schema kind of
+// the request (checked in test mode), the answer's action and the handler.
+func (s *Server) routeTable() map[string]handler {
+	return map[string]handler{
+		dmp.ActionITI41: {dmp.ServiceRepository, "XDS", dmp.ActionITI41Response, s.iti41},
+		dmp.ActionITI43: {dmp.ServiceRepository, "XDS", dmp.ActionITI43Response, s.iti43},
+		dmp.ActionITI18: {dmp.ServiceRegistry, "XDS", dmp.ActionITI18Response, s.iti18},
+		dmp.ActionITI57: {dmp.ServiceRegistry, "XDS", dmp.ActionITI57Response, s.iti57},
+	}
+}
