@@ -60,7 +60,8 @@ bench: deps
 	  $(GO) run ./bench/cardevents -mode idle -d 60s && \
 	  $(GO) run ./bench/signing -n 30 && \
 	  $(GO) test -run "^$$" -bench TLSHandshake -benchtime 100x ./pkcs11 && \
-	  $(GO) test -run "^$$" -bench . -benchtime 200x ./testcards/vpcd'
+	  $(GO) test -run "^$$" -bench . -benchtime 200x ./testcards/vpcd && \
+	  $(GO) test -run "^$$" -bench "Transaction|Feed100MB" -benchtime 3s ./dmp/dmptest'
 
 
 lint: deps

@@ -1,8 +1,3 @@
-// Package dmptest is a simulated DMP central service for tests, testers and
-// vendors, in the spirit of net/http/httptest: the same wire protocol as the
-// real service (SOAP 1.2, WS-Addressing, signed VIHF, XDS.b with MTOM,
-// HL7v3), over real mutual TLS, with the DMP's access rules enforced on a
-// state kept in embedded SQLite.
 package dmptest
 
 import (

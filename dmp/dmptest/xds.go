@@ -515,12 +515,33 @@ func visibilityAction(from, to []string) (Action, bool) {
 }
 
 // entryOf rebuilds a document's metadata as the registry shows it: what
-// was submitted, with the registry's ids, status, version, hash and size.
+// was submitted (kept as JSON), else what the record knows (seeded
+// documents), with the registry's ids, status, version, hash and size.
 func entryOf(r DocumentRecord) (dmp.DocumentEntry, error) {
 	var e dmp.DocumentEntry
 	if len(r.Metadata) > 0 {
 		if err := json.Unmarshal(r.Metadata, &e); err != nil {
 			return e, fmt.Errorf("dmptest: metadata of %s: %w", r.UniqueID, err)
+		}
+	} else {
+		ins, err := dmp.ParseCX(r.INS)
+		if err != nil {
+			return e, fmt.Errorf("dmptest: document %s: %w", r.UniqueID, err)
+		}
+		class, _ := dmp.ClassForType(r.TypeCode)
+		if class.Code == "" {
+			class = dmp.Code{Code: r.ClassCode, Scheme: dmp.SchemeClassCode}
+		}
+		author := dmp.Author{IDNat: r.AuthorID, Surname: r.AuthorID}
+		if r.AuthorID == AssuranceMaladieID {
+			author = dmp.Author{IDNat: AssuranceMaladieID, Surname: AssuranceMaladieName, InstitutionName: AssuranceMaladieName, InstitutionID: AssuranceMaladieID}
+		}
+		e = dmp.DocumentEntry{
+			MimeType: r.MimeType, Title: r.Title, Language: "fr-FR", CreationTime: r.CreationTime,
+			Authors: []dmp.Author{author}, Class: class, Type: dmp.Code{Code: r.TypeCode, Scheme: typeScheme(r.TypeCode)},
+			Format:       dmp.Code{Code: r.FormatCode, Scheme: dmp.SchemeIHEFormat},
+			FacilityType: dmp.Code{Code: "SA01", Scheme: dmp.SchemeSector}, PracticeSetting: dmp.PracticeAmbulatory,
+			Patient: ins, SourcePatientID: ins.CX(),
 		}
 	}
 	e.ID, e.LogicalID = r.EntryUUID, r.LogicalID
@@ -531,6 +552,15 @@ func entryOf(r DocumentRecord) (dmp.DocumentEntry, error) {
 		e.Confidentiality = append(e.Confidentiality, confidentialityCode(c))
 	}
 	return e, nil
+}
+
+// typeScheme is the code system of a typeCode: LOINC codes have a check
+// digit after a dash, the DMP's own (TRE_A05) are words.
+func typeScheme(code string) string {
+	if len(code) > 2 && code[len(code)-2] == '-' && code[0] >= '0' && code[0] <= '9' {
+		return dmp.SchemeLOINC
+	}
+	return dmp.SchemeTypeComplement
 }
 
 func confidentialityCode(c string) dmp.Code {
