@@ -9,38 +9,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/dmpagent/dmpagent/dmp/internal/schemas"
+	"github.com/dmpagent/dmpagent/testcards/cardtest"
 	"github.com/dmpagent/dmpagent/testcards/persona"
 	"github.com/dmpagent/dmpagent/testcards/pki"
 )
 
-var (
-	igcOnce sync.Once
-	igc     *pki.PKI
-	igcErr  error
-)
-
-// sharedPKI is the test IGC-Santé, made once per test binary (RSA key
-// generation is the slow part).
-func sharedPKI(t testing.TB) *pki.PKI {
-	t.Helper()
-	igcOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dmp-pki-")
-		if err != nil {
-			igcErr = err
-			return
-		}
-		igc, igcErr = pki.LoadOrCreate(dir)
-	})
-	if igcErr != nil {
-		t.Fatal(igcErr)
-	}
-	return igc
-}
+// sharedPKI is the test IGC-Santé shared by the test processes.
+func sharedPKI(t testing.TB) *pki.PKI { return cardtest.PKI(t) }
 
 func testActor(t testing.TB, name string) Actor {
 	t.Helper()

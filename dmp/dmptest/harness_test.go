@@ -3,39 +3,18 @@ package dmptest_test
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"os"
-	"sync"
 	"testing"
 
 	"github.com/dmpagent/dmpagent/dmp"
 	"github.com/dmpagent/dmpagent/dmp/dmptest"
 	"github.com/dmpagent/dmpagent/dmp/internal/schemas"
+	"github.com/dmpagent/dmpagent/testcards/cardtest"
 	"github.com/dmpagent/dmpagent/testcards/persona"
 	"github.com/dmpagent/dmpagent/testcards/pki"
 )
 
-var (
-	igcOnce sync.Once
-	igcPKI  *pki.PKI
-	igcErr  error
-)
-
-// testPKI is the test IGC-Santé, made once per test binary.
-func testPKI(t testing.TB) *pki.PKI {
-	t.Helper()
-	igcOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "dmptest-pki-")
-		if err != nil {
-			igcErr = err
-			return
-		}
-		igcPKI, igcErr = pki.LoadOrCreate(dir)
-	})
-	if igcErr != nil {
-		t.Fatal(igcErr)
-	}
-	return igcPKI
-}
+// testPKI is the test IGC-Santé shared by the test processes.
+func testPKI(t testing.TB) *pki.PKI { return cardtest.PKI(t) }
 
 // newServer starts a simulated DMP on the test PKI, validating every
 // message against the schemas when they are available.

@@ -10,5 +10,10 @@ func (s *Server) routeTable() map[string]handler {
 		dmp.ActionITI43: {dmp.ServiceRepository, "XDS", dmp.ActionITI43Response, s.iti43},
 		dmp.ActionITI18: {dmp.ServiceRegistry, "XDS", dmp.ActionITI18Response, s.iti18},
 		dmp.ActionITI57: {dmp.ServiceRegistry, "XDS", dmp.ActionITI57Response, s.iti57},
+
+		dmp.ActionPatientQuery:     {dmp.ServicePatients, "PRPA_IN201307UV02", dmp.ActionPatientQueryResponse, s.patientQuery},
+		dmp.ActionPatientAdd:       {dmp.ServicePatients, "PRPA_IN201311UV02", dmp.ActionPatientAddResponse, s.dmpChange},
+		dmp.ActionPatientRevise:    {dmp.ServicePatients, "PRPA_IN201314UV02", dmp.ActionPatientReviseResp, s.dmpChange},
+		dmp.ActionSetAuthorization: {dmp.ServiceHabilitations, "Habilitations", dmp.ActionSetAuthorizationResponse, s.setAuthorization},
 	}
 }
