@@ -42,6 +42,14 @@
 //     professional of the VIHF, whose manifest digests match the documents
 //     received. The signature is kept beside the documents, not registered
 //     as a searchable document entry.
+//   - TD0.2 on a patient without a DMP answers queryResponseCode NF, not a
+//     refusal; a refused TD0.2 or TD1.3a gets a SOAP fault (the query
+//     interaction has no reject form the annex shows); a refused creation,
+//     reactivation or closing the HL7 reject interaction; TD0.3, TD1.6 and
+//     TD0.4 their output/status. TD0.4 does not apply its start date yet.
+//   - Creating a DMP seeds its 24-month reimbursement history (rule 10).
+//   - The simulated INSi (INSiURL) knows the Vitale personas and the public
+//     CNDA test identities; AddIdentity teaches it more.
 //   - A document uniqueId already registered answers
 //     XDSDuplicateUniqueIdInRegistry, so that a resent feed never makes a
 //     duplicate.

@@ -185,3 +185,77 @@ func firstNonEmpty(s ...string) string {
 	}
 	return ""
 }
+
+// listAuthorizations handles TD1.6.
+func (s *Server) listAuthorizations(c *call) (*answer, error) {
+	mode, err := dmp.ParseListAuthorizations(c.envelope)
+	if err != nil {
+		return nil, &dmp.Fault{Code: dmp.CodeInvalidRequest, Message: err.Error()}
+	}
+	ins, err := patientOf(c, nil)
+	if err != nil {
+		return nil, err
+	}
+	req, err := s.store.AccessRequest(c.ctx, actorOf(c.vihf), ActionConsultAdmin, ins.CX())
+	if err != nil {
+		return nil, err
+	}
+	d, trace := s.decide(c, req)
+	if !d.Allowed {
+		body, err := dmp.BuildListAuthorizationsResponse(nil, &dmp.Fault{Code: d.Code, Message: d.Message})
+		return &answer{body: body}, err
+	}
+	recs, err := s.store.Authorizations(c.ctx, ins.CX())
+	if err != nil {
+		return nil, err
+	}
+	var list []dmp.Authorization
+	for _, r := range recs {
+		m := dmp.ListActive
+		if r.State == AuthBlocked {
+			m = dmp.ListForbidden
+		}
+		if mode != dmp.ListAll && mode != m {
+			continue
+		}
+		list = append(list, dmp.Authorization{IDNat: r.IDNat, Since: r.Since, Mode: m, Attending: r.Attending})
+	}
+	if err := s.store.AppendHistory(c.ctx, trace); err != nil {
+		return nil, err
+	}
+	body, err := dmp.BuildListAuthorizationsResponse(list, nil)
+	return &answer{body: body}, err
+}
+
+// patientList handles TD0.4: the open DMPs the professional is authorized
+// on (the start date is not applied: the simulation keeps no per-DMP
+// activity dates yet).
+func (s *Server) patientList(c *call) (*answer, error) {
+	if _, _, err := dmp.ParsePatientList(c.envelope); err != nil {
+		return nil, &dmp.Fault{Code: dmp.CodeInvalidRequest, Message: err.Error()}
+	}
+	ps := c.vihf.NameID
+	dmps, err := s.store.AuthorizedDMPs(c.ctx, ps)
+	if err != nil {
+		return nil, err
+	}
+	var list []dmp.PatientEntry
+	for _, cx := range dmps {
+		rec, err := s.store.DMP(c.ctx, cx)
+		if err != nil || rec.Status != DMPOpen {
+			continue
+		}
+		ins, err := dmp.ParseCX(cx)
+		if err != nil {
+			continue
+		}
+		auth, err := s.store.Authorization(c.ctx, cx, ps)
+		if err != nil {
+			return nil, err
+		}
+		list = append(list, dmp.PatientEntry{INS: ins, LastName: rec.Patient.Family, FirstName: rec.Patient.Given,
+			BirthDate: rec.Patient.Birth, AttendingPhysician: auth.Attending})
+	}
+	body, err := dmp.BuildPatientListResponse(list, nil)
+	return &answer{body: body}, err
+}

@@ -15,5 +15,10 @@ func (s *Server) routeTable() map[string]handler {
 		dmp.ActionPatientAdd:       {dmp.ServicePatients, "PRPA_IN201311UV02", dmp.ActionPatientAddResponse, s.dmpChange},
 		dmp.ActionPatientRevise:    {dmp.ServicePatients, "PRPA_IN201314UV02", dmp.ActionPatientReviseResp, s.dmpChange},
 		dmp.ActionSetAuthorization: {dmp.ServiceHabilitations, "Habilitations", dmp.ActionSetAuthorizationResponse, s.setAuthorization},
+
+		dmp.ActionListAuthorizations: {dmp.ServiceHabilitations, "Habilitations", dmp.ActionListAuthorizationsResp, s.listAuthorizations},
+		dmp.ActionPatientList:        {dmp.ServicePatientsSpecific, "PatientList", dmp.ActionPatientListResponse, s.patientList},
+
+		dmp.ActionINSiVitale: {"lps", "INSiRECVITALE", dmp.ActionINSiVitaleResponse, s.insiLookup},
 	}
 }

@@ -433,3 +433,34 @@ func TestRule10ReimbursementHistory(t *testing.T) {
 	w.traced(entry(w.as("nurse").IDNat, dmptest.ActionRead, true, ""))
 	w.traced(entry(w.as("nurse").IDNat, dmptest.ActionRead, false, dmp.CodeBlocked))
 }
+
+// TestAuthorizationLists covers TD0.4 and TD1.6 on top of the rules.
+func TestAuthorizationLists(t *testing.T) {
+	w := newWorld(t)
+	w.create(false, false)
+	w.authorize("cardiologist", true)
+	if err := w.srv.Block(w.ctx, insSingle, w.as("nurse").IDNat); err != nil {
+		t.Fatal(err)
+	}
+	list, err := w.client("gp").ListAuthorizations(w.ctx, w.as("gp"), insSingle, dmp.ListAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	modes := map[string]string{}
+	for _, a := range list {
+		modes[a.IDNat] = a.Mode
+		if a.IDNat == w.as("cardiologist").IDNat && !a.Attending {
+			t.Errorf("cardiologist not attending: %+v", a)
+		}
+	}
+	if modes[w.as("gp").IDNat] != dmp.ListActive || modes[w.as("cardiologist").IDNat] != dmp.ListActive || modes[w.as("nurse").IDNat] != dmp.ListForbidden {
+		t.Fatalf("TD1.6 list %+v", list)
+	}
+	patients, err := w.client("cardiologist").ListPatients(w.ctx, w.as("cardiologist"), time.Time{}, dmp.SinceAuthorization)
+	if err != nil || len(patients) != 1 || patients[0].INS != insSingle || !patients[0].AttendingPhysician {
+		t.Fatalf("TD0.4 list %+v %v", patients, err)
+	}
+	// The nurse, blocked, may not list who is authorized.
+	_, err = w.client("nurse").ListAuthorizations(w.ctx, w.as("nurse"), insSingle, dmp.ListAll)
+	want(t, "blocked nurse listing authorizations", faultCode(t, err), dmp.CodeBlocked)
+}

@@ -20,8 +20,12 @@ import (
 	"github.com/dmpagent/dmpagent/dmp/internal/schemas"
 )
 
-// ServicesPath is where the services live, as on the real host.
-const ServicesPath = "/si-dmp-server/v2/services/"
+// ServicesPath is where the services live, as on the real host;
+// INSiPath where the simulated INSi teleservice answers.
+const (
+	ServicesPath = "/si-dmp-server/v2/services/"
+	INSiPath     = "/lps"
+)
 
 // Config configures a Server.
 type Config struct {
@@ -54,8 +58,10 @@ type Config struct {
 
 // Server is a running simulated DMP.
 type Server struct {
-	// URL is the services root to give a dmp.Client as BaseURL.
-	URL string
+	// URL is the services root to give a dmp.Client as BaseURL; INSiURL
+	// its INSiURL.
+	URL     string
+	INSiURL string
 
 	cfg      Config
 	ln       net.Listener
@@ -66,6 +72,7 @@ type Server struct {
 	tempDir  string
 	log      *slog.Logger
 	routes   map[string]handler
+	insi     *identities
 	wire     *dmp.WireLog
 	closeOne sync.Once
 }
@@ -117,6 +124,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.routes = s.routeTable()
+	s.insi = newIdentities()
 	if s.wire, err = dmp.NewWireLog(cfg.WireLog); err != nil {
 		s.store.Close()
 		return nil, err
@@ -142,6 +150,7 @@ func NewServer(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	s.URL = "https://" + ln.Addr().String() + strings.TrimSuffix(ServicesPath, "/")
+	s.INSiURL = "https://" + ln.Addr().String() + INSiPath
 	go s.srv.ServeTLS(ln, "", "")
 	return s, nil
 }
@@ -190,11 +199,14 @@ type handler struct {
 
 // ServeHTTP implements the services endpoint.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || !strings.HasPrefix(r.URL.Path, ServicesPath) {
+	service, ok := strings.CutPrefix(r.URL.Path, ServicesPath)
+	if r.URL.Path == INSiPath {
+		service, ok = "lps", true
+	}
+	if r.Method != http.MethodPost || !ok {
 		http.Error(w, "not a DMP service", http.StatusNotFound)
 		return
 	}
-	service := strings.TrimPrefix(r.URL.Path, ServicesPath)
 	c := &call{ctx: r.Context(), service: service, now: s.cfg.Now()}
 	ct := r.Header.Get("Content-Type")
 	var err error
