@@ -529,7 +529,8 @@ func (w *gdpWriter) author(a Professional) {
 	w.end("author")
 }
 
-// DMPChange is a TD1.1 creation, TD1.2 reactivation or TD1.4 closing.
+// DMPChange is a TD1.1 creation, TD1.2 reactivation, TD1.3b change of
+// administrative data (the identity and the oppositions) or TD1.4 closing.
 type DMPChange struct {
 	Header  hl7Header
 	Reason  string // ReasonCreate, ReasonReactivate, ReasonClose
@@ -555,7 +556,7 @@ func (c *DMPChange) interaction() string {
 // PRPA_IN201314UV02 (reactivation, closing) body.
 func BuildDMPChange(c DMPChange) ([]byte, error) {
 	switch c.Reason {
-	case ReasonCreate, ReasonReactivate, ReasonClose:
+	case ReasonCreate, ReasonReactivate, ReasonClose, ReasonModify:
 	default:
 		return nil, fmt.Errorf("dmp: DMP change reason %q", c.Reason)
 	}
@@ -592,6 +593,9 @@ func BuildDMPChange(c DMPChange) ([]byte, error) {
 		w.observation(obsOpposeUrgence, oidObservation, c.OpposeCentre15, time.Time{})
 	case ReasonReactivate:
 		w.observation(obsConsentReact, oidObservation, c.Consent, c.ConsentTime)
+	case ReasonModify:
+		w.observation(obsOpposeBreak, oidObservation, c.OpposeBreakGlass, time.Time{})
+		w.observation(obsOpposeUrgence, oidObservation, c.OpposeCentre15, time.Time{})
 	}
 	w.end("patient")
 	w.end("subject1")

@@ -97,6 +97,7 @@ func TestDMPChange(t *testing.T) {
 		{Reason: ReasonCreate, Consent: true, ConsentTime: testHeader.Created, OpposeBreakGlass: true},
 		{Reason: ReasonReactivate, Consent: true, ConsentTime: testHeader.Created},
 		{Reason: ReasonClose, CloseReason: "déménagement à l'étranger"},
+		{Reason: ReasonModify, OpposeCentre15: true},
 	} {
 		c.Header, c.Patient, c.Author = testHeader, testPatient, testAuthor()
 		body, err := BuildDMPChange(c)
@@ -112,7 +113,7 @@ func TestDMPChange(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Reason != c.Reason || got.Consent != c.Consent || got.OpposeBreakGlass != c.OpposeBreakGlass ||
+		if got.Reason != c.Reason || got.Consent != c.Consent || got.OpposeBreakGlass != c.OpposeBreakGlass || got.OpposeCentre15 != c.OpposeCentre15 ||
 			got.Patient.INS != testINS || got.Author.IDNat != c.Author.IDNat || got.CloseReason != c.CloseReason {
 			t.Fatalf("round trip: got %+v want %+v", got, c)
 		}
@@ -120,7 +121,7 @@ func TestDMPChange(t *testing.T) {
 }
 
 func TestDMPChangeResponse(t *testing.T) {
-	for _, reason := range []string{ReasonCreate, ReasonReactivate, ReasonClose} {
+	for _, reason := range []string{ReasonCreate, ReasonReactivate, ReasonClose, ReasonModify} {
 		c := &DMPChange{Header: testHeader, Reason: reason, Patient: testPatient, Author: testAuthor()}
 		for _, refusal := range []*Fault{nil, {Code: CodeFound, Message: "le DMP existe déjà"}} {
 			body, err := BuildDMPChangeResponse(c, refusal, time.Now())

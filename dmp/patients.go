@@ -84,6 +84,12 @@ func (c *Client) ReactivateDMP(ctx context.Context, actor Actor, r CreateRequest
 	return c.change(ctx, actor, DMPChange{Reason: ReasonReactivate, Patient: r.Patient, Consent: r.Consent, ConsentTime: r.ConsentTime})
 }
 
+// UpdateAdminData changes the patient's identity and emergency-access
+// oppositions on the DMP (TD1.3b).
+func (c *Client) UpdateAdminData(ctx context.Context, actor Actor, r CreateRequest) error {
+	return c.change(ctx, actor, DMPChange{Reason: ReasonModify, Patient: r.Patient, OpposeBreakGlass: r.OpposeBreakGlass, OpposeCentre15: r.OpposeCentre15})
+}
+
 // CloseDMP closes the DMP at the patient's request (TD1.4).
 func (c *Client) CloseDMP(ctx context.Context, actor Actor, patient PatientIdentity, reason string) error {
 	return c.change(ctx, actor, DMPChange{Reason: ReasonClose, Patient: patient, CloseReason: reason})

@@ -75,7 +75,8 @@ func (s *Server) dmpChange(c *call) (*answer, error) {
 	if err != nil {
 		return nil, err
 	}
-	action := map[string]Action{dmp.ReasonCreate: ActionCreate, dmp.ReasonReactivate: ActionReactivate, dmp.ReasonClose: ActionClose}[ch.Reason]
+	action := map[string]Action{dmp.ReasonCreate: ActionCreate, dmp.ReasonReactivate: ActionReactivate,
+		dmp.ReasonClose: ActionClose, dmp.ReasonModify: ActionUpdateAdmin}[ch.Reason]
 	if action == "" {
 		return nil, &dmp.Fault{Code: dmp.CodeInvalidRequest, Message: "motif " + ch.Reason + " non pris en charge"}
 	}
@@ -112,6 +113,12 @@ func (s *Server) dmpChange(c *call) (*answer, error) {
 		if errors.Is(err, ErrAlreadyOpen) {
 			return reply(&dmp.Fault{Code: dmp.CodeFound, Message: "le DMP est déjà actif"})
 		}
+	case ActionUpdateAdmin:
+		rec := *req.DMP
+		p := ch.Patient
+		rec.Patient = Patient{Family: firstNonEmpty(p.BirthName, p.UsualName), Given: firstNonEmpty(p.Given...), Sex: p.Sex, Birth: p.BirthDate}
+		rec.Oppositions = Oppositions{BreakGlass: ch.OpposeBreakGlass, Centre15: ch.OpposeCentre15}
+		err = s.store.UpdateDMP(c.ctx, rec, trace)
 	case ActionClose:
 		err = s.store.CloseDMP(c.ctx, ins.CX(), c.now, firstNonEmpty(ch.CloseReason, "FERMETURE_DEMANDE_PATIENT"), trace)
 		if errors.Is(err, ErrAlreadyClosed) {

@@ -464,3 +464,52 @@ func TestAuthorizationLists(t *testing.T) {
 	_, err = w.client("nurse").ListAuthorizations(w.ctx, w.as("nurse"), insSingle, dmp.ListAll)
 	want(t, "blocked nurse listing authorizations", faultCode(t, err), dmp.CodeBlocked)
 }
+
+// TestAdminDataAndReplacement covers TD1.3a, TD1.3b and TD2.2.
+func TestAdminDataAndReplacement(t *testing.T) {
+	w := newWorld(t)
+	w.create(false, false)
+	gp := w.as("gp")
+	// TD1.3b: the patient now opposes break-glass access.
+	if err := w.client("gp").UpdateAdminData(w.ctx, gp, dmp.CreateRequest{Patient: patientSingle, OpposeBreakGlass: true}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := w.client("gp").AdminData(w.ctx, gp, insSingle)
+	if err != nil || !st.OpposesBreakGlass || st.OpposesCentre15 {
+		t.Fatalf("TD1.3a after TD1.3b: %+v %v", st, err)
+	}
+	_, code := w.search("emergency", w.emergency("emergency", dmp.ModeBreakGlass))
+	want(t, "break-glass after the opposition", code, dmp.CodeOpposition)
+	w.traced(entry(gp.IDNat, dmptest.ActionUpdateAdmin, true, ""))
+
+	// TD2.2: a new version replaces the document; the old one is deprecated.
+	first := w.feed("gp", "Compte rendu v1", "11488-4")
+	r, err := w.client("gp").Search(w.ctx, gp, dmp.StoredQuery{Patient: insSingle, TypeCodes: []dmp.Code{{Code: "11488-4", Scheme: dmp.SchemeLOINC}}})
+	if err != nil || len(r.Entries) != 1 {
+		t.Fatalf("search: %+v %v", r, err)
+	}
+	req := feedRequest(insSingle, "Compte rendu v2", "11488-4", []byte("%PDF-1.4 v2"))
+	req.Replaces = &r.Entries[0]
+	second, err := w.client("gp").Feed(w.ctx, gp, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err = w.client("gp").Search(w.ctx, gp, dmp.StoredQuery{Patient: insSingle, TypeCodes: []dmp.Code{{Code: "11488-4", Scheme: dmp.SchemeLOINC}},
+		Statuses: []string{dmp.StatusApproved, dmp.StatusDeprecated}})
+	if err != nil || len(r.Entries) != 2 {
+		t.Fatalf("search after replacement: %+v %v", r, err)
+	}
+	for _, e := range r.Entries {
+		switch {
+		case e.UniqueID == first && e.Status != dmp.StatusDeprecated:
+			t.Errorf("replaced document is %s", e.Status)
+		case e.UniqueID == second.DocumentUniqueID && e.Status != dmp.StatusApproved:
+			t.Errorf("replacement is %s", e.Status)
+		}
+	}
+	// Only the author (or an attending physician) may replace.
+	w.authorize("cardiologist", false)
+	req.Replaces, req.DocumentUniqueID, req.SubmissionSetUniqueID, req.SignatureUniqueID = &r.Entries[0], "", "", ""
+	_, err = w.client("cardiologist").Feed(w.ctx, w.as("cardiologist"), req)
+	want(t, "replacement by another professional", faultCode(t, err), dmp.CodeAccessDenied)
+}

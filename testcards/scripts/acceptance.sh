@@ -91,7 +91,21 @@ check "fault knob: present the real CPS3 ATR" "$bin" sim insert cps pharmacist -
 check "opensc-tool -a shows the CPS3 ATR" has "3b:ac:00:40:2a:00:12:25:00:64:80:00:03:10:00:90:00" "$(opensc-tool -r 0 -a 2>&1)"
 "$bin" sim remove --reader 0 >/dev/null
 
-check "sim status" "$bin" sim status
+status=$("$bin" sim status 2>&1)
+check "sim status" has "simulated DMP: https://" "$status"
+# The simulated DMP, through real tools: mutual TLS with the gp's
+# authentication key, and a SOAP fault for a request without a VIHF.
+dmpurl=$(sed -n 's/^simulated DMP: \(https:[^ ]*\) .*/\1/p' <<<"$status")
+hostport=$(sed -E 's#https://([^/]+)/.*#\1#' <<<"$dmpurl")
+cards="$DMPAGENT_SIM_DIR/pki/cards/gp"
+tls=$(openssl s_client -connect "$hostport" -CAfile "$DMPAGENT_SIM_DIR/pki/root.pem" \
+  -cert "$cards/auth.crt" -key "$cards/auth.key" -cert_chain "$DMPAGENT_SIM_DIR/pki/intermediates.pem" </dev/null 2>&1)
+check "openssl s_client: mutual TLS to the simulated DMP verifies (return code 0)" has "Verify return code: 0 (ok)" "$tls"
+soap='<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:a="http://www.w3.org/2005/08/addressing"><s:Header><a:Action>urn:ihe:iti:2007:RegistryStoredQuery</a:Action><a:MessageID>urn:uuid:1</a:MessageID><a:To>x</a:To><a:ReplyTo><a:Address>http://www.w3.org/2005/08/addressing/anonymous</a:Address></a:ReplyTo></s:Header><s:Body><q:AdhocQueryRequest xmlns:q="urn:oasis:names:tc:ebxml-regrep:xsd:query:3.0"/></s:Body></s:Envelope>'
+fault=$(curl -s --cacert "$DMPAGENT_SIM_DIR/pki/root.pem" --cert "$cards/auth.crt" --key "$cards/auth.key" \
+  -H 'Content-Type: application/soap+xml' --data "$soap" "$dmpurl/registry" 2>&1)
+check "curl: a request without a VIHF gets the fault DMPInvalidVIHF" has "DMPInvalidVIHF" "$fault"
+check "sim patient history on a patient without a DMP says so" has "not found" "$("$bin" sim patient history single 2>&1)"
 check "sim down" "$bin" sim down
 
 echo "acceptance: $passed passed, $failed failed"
