@@ -63,9 +63,6 @@ const (
 	obsWebAccount       = "COMPTE_INTERNET_OUVERT"
 	closingOnRequest    = "FERMETURE_DEMANDE_PATIENT"
 	dmpSoftwareName     = "DMP"
-	defaultSenderRoot   = "2.25"
-	processingTest      = "D"
-	processingProd      = "P"
 	interactionQuery    = "PRPA_IN201307UV02"
 	interactionQueryR   = "PRPA_IN201308UV02"
 	interactionAdd      = "PRPA_IN201311UV02"
@@ -140,6 +137,24 @@ func (w *gdpWriter) device(elem, typeCode, id, name string) {
 	}
 	w.end("device")
 	w.end(elem)
+}
+
+// closingReason writes why a DMP was closed: the patient's request, and
+// the free text.
+func (w *gdpWriter) closingReason(text string) {
+	w.start("reasonOf", "typeCode", "RSON")
+	w.start("detectedIssueEvent", "classCode", "ALRT", "moodCode", "EVN")
+	w.empty("code", "code", closingOnRequest, "codeSystem", oidClosingReason)
+	w.text("text", text)
+	w.end("detectedIssueEvent")
+	w.end("reasonOf")
+}
+
+func firstOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func (w *gdpWriter) reason(code string) {
@@ -448,12 +463,7 @@ func BuildPatientQueryResponse(q *PatientQuery, st DMPStatus, now time.Time) ([]
 		w.end("registrationEvent")
 		w.end("subject")
 		if st.Closed && st.ClosingReason != "" {
-			w.start("reasonOf", "typeCode", "RSON")
-			w.start("detectedIssueEvent", "classCode", "ALRT", "moodCode", "EVN")
-			w.empty("code", "code", closingOnRequest, "codeSystem", oidClosingReason)
-			w.text("text", st.ClosingReason)
-			w.end("detectedIssueEvent")
-			w.end("reasonOf")
+			w.closingReason(st.ClosingReason)
 		}
 	}
 	w.start("queryAck")
@@ -603,16 +613,7 @@ func BuildDMPChange(c DMPChange) ([]byte, error) {
 	w.end("registrationRequest")
 	w.end("subject")
 	if c.Reason == ReasonClose {
-		w.start("reasonOf", "typeCode", "RSON")
-		w.start("detectedIssueEvent", "classCode", "ALRT", "moodCode", "EVN")
-		w.empty("code", "code", closingOnRequest, "codeSystem", oidClosingReason)
-		text := c.CloseReason
-		if text == "" {
-			text = closingOnRequest
-		}
-		w.text("text", text)
-		w.end("detectedIssueEvent")
-		w.end("reasonOf")
+		w.closingReason(firstOr(c.CloseReason, closingOnRequest))
 	}
 	w.end("controlActProcess")
 	w.end(interaction)
