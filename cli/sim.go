@@ -94,6 +94,9 @@ func newSimUpCmd(simDir dirFunc) *cobra.Command {
 			}
 			if st.DMP != nil {
 				fmt.Fprintf(w, "simulated DMP: %s\n", st.DMP.URL)
+				if st.DMP.AgentConfig != "" {
+					fmt.Fprintf(w, "agent configuration: %s (dmpagent run --config %s)\n", st.DMP.AgentConfig, st.DMP.AgentConfig)
+				}
 			}
 			return nil
 		},

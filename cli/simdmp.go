@@ -23,19 +23,24 @@ import (
 
 // dmpFlags configure the simulated DMP that `sim up` runs beside the cards.
 type dmpFlags struct {
-	addr     string
-	validate bool
-	wireLog  string
+	addr      string
+	agentAddr string
+	validate  bool
+	wireLog   string
 }
 
 func (f *dmpFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.addr, "dmp-addr", "127.0.0.1:0", "listen address of the simulated DMP (port 0: a free port)")
+	c.Flags().StringVar(&f.agentAddr, "agent-addr", "", "API address written in DIR/agent.conf (default: kept from an earlier agent.conf, else a free loopback port)")
 	c.Flags().BoolVar(&f.validate, "validate", false, "check every message the simulated DMP receives against the XML Schemas ($DMPAGENT_SCHEMAS or ../shared/schemas; needs xmllint)")
 	c.Flags().StringVar(&f.wireLog, "wire-log", "", "write every DMP request and answer (documents elided) to this directory")
 }
 
 func (f *dmpFlags) args() []string {
 	out := []string{"--dmp-addr", f.addr}
+	if f.agentAddr != "" {
+		out = append(out, "--agent-addr", f.agentAddr)
+	}
 	if f.validate {
 		out = append(out, "--validate")
 	}
@@ -66,8 +71,13 @@ func startDMP(d *sim.Daemon, dir string, f dmpFlags, log *slog.Logger) (*dmptest
 		return nil, fmt.Errorf("simulated DMP: %w", err)
 	}
 	d.Mount("/patient/", s.PatientHandler())
-	d.SetDMP(sim.DMPStatus{URL: s.URL, Dir: filepath.Join(dir, "dmp")})
-	log.Info("simulated DMP up", "url", s.URL)
+	conf, err := writeAgentConf(dir, f.agentAddr, s.URL, s.INSiURL, p)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("agent configuration: %w", err)
+	}
+	d.SetDMP(sim.DMPStatus{URL: s.URL, Dir: filepath.Join(dir, "dmp"), AgentConfig: conf})
+	log.Info("simulated DMP up", "url", s.URL, "agent_config", conf)
 	return s, nil
 }
 

@@ -400,6 +400,13 @@ func (t *moduleToken) login(sh p11.SessionHandle, userType uint, pin string) err
 		if info, ierr := t.m.ctx.GetTokenInfo(t.slot); ierr == nil {
 			perr = pinFlagsError(info.Flags)
 		}
+		// OpenSC's PIV driver raises no flag before the final try; a PIV
+		// card says the count itself to an empty VERIFY.
+		if pe, ok := perr.(*PINError); ok && pe.TriesLeft < 0 && t.reader != "" {
+			if n, ok := pivPINRetries(t.reader); ok {
+				perr = &PINError{TriesLeft: n}
+			}
+		}
 		return fmt.Errorf("%w: %w", perr, err)
 	case p11Code(err, p11.CKR_PIN_LOCKED):
 		return fmt.Errorf("%w: %w", ErrPINBlocked, err)

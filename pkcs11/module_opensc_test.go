@@ -27,34 +27,21 @@ import (
 	"github.com/dmpagent/dmpagent/testcards/vpcd"
 )
 
-// openSCPaths are where distributions put OpenSC's PKCS#11 module.
-var openSCPaths = []string{
-	"/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so",  // Debian, Ubuntu
-	"/usr/lib/aarch64-linux-gnu/opensc-pkcs11.so", // Debian arm64
-	"/usr/lib/opensc-pkcs11.so",                   // Arch, older Debian
-	"/usr/lib64/opensc-pkcs11.so",                 // Fedora
-	"/usr/lib64/pkcs11/opensc-pkcs11.so",
-	"/Library/OpenSC/lib/opensc-pkcs11.so", // macOS installer
-	"/opt/homebrew/lib/opensc-pkcs11.so",
-}
-
 // openSCEnv names another OpenSC module to test against (a newer build).
 const openSCEnv = "DMPAGENT_OPENSC_MODULE"
 
 func loadOpenSC(t *testing.T) *Module {
 	t.Helper()
-	paths := openSCPaths
-	if p := os.Getenv(openSCEnv); p != "" {
-		paths = []string{p}
+	p := os.Getenv(openSCEnv)
+	if p == "" {
+		p = OpenSCModulePath()
 	}
-	for _, p := range paths {
-		if _, err := os.Stat(p); err == nil {
-			m, err := LoadModule(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return m
+	if p != "" {
+		m, err := LoadModule(p)
+		if err != nil {
+			t.Fatal(err)
 		}
+		return m
 	}
 	if os.Getenv(cardtest.RequireEnv) == "1" {
 		t.Fatalf("opensc-pkcs11.so missing but %s=1 (make test installs opensc-pkcs11)", cardtest.RequireEnv)

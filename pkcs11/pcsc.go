@@ -42,6 +42,26 @@ func pivSelect(reader string) error {
 	return fmt.Errorf("%w: the card in the reader has no PIV application (SELECT answered %02X%02X)", ErrCardRemoved, sw1, sw2)
 }
 
+// pivPINRetries asks a PIV card how many PIN tries remain: VERIFY with no
+// data answers 63Cx (x tries) without spending one, or 9000 when the PIN
+// is verified (SP 800-73-4 3.2.1). ok is false for a card that is not PIV
+// or does not say.
+func pivPINRetries(reader string) (n int, ok bool) {
+	card, release, err := pcscConnect(reader)
+	if err != nil {
+		return 0, false
+	}
+	defer release(scard.LeaveCard)
+	if resp, err := card.Transmit(pivSelectCommand); err != nil || len(resp) < 2 || (resp[len(resp)-2] != 0x90 && resp[len(resp)-2] != 0x61) {
+		return 0, false
+	}
+	resp, err := card.Transmit([]byte{0x00, 0x20, 0x00, 0x80})
+	if err != nil || len(resp) != 2 || resp[0] != 0x63 || resp[1]&0xF0 != 0xC0 {
+		return 0, false
+	}
+	return int(resp[1] & 0x0F), true
+}
+
 // resetCard resets the card in reader, so that it forgets its verified PIN.
 //
 // A card keeps its PIN verified for as long as it stays powered: with pcscd

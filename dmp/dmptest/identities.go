@@ -23,12 +23,13 @@ type Identity struct {
 	Rank       int
 }
 
-// defaultIdentities are the Vitale personas of the simulation (DESIGN §7)
-// and public CNDA test identities.
+// defaultIdentities are the Vitale personas of the simulation, whose INS
+// carry the test OID (DESIGN §7), and public CNDA test identities, which
+// carry the OID INSi gives them even in qualification.
 var defaultIdentities = []Identity{
-	{NIR: "275126322074974", OID: oidNIR, BirthName: "ADRUN", Given: []string{"ZOE"}, Sex: "F", BirthDate: "1975-12-31", BirthPlace: "63220", InsuredNIR: "275126322074974", Rank: 1},
-	{NIR: "112046322012323", OID: oidNIR, BirthName: "ADRUN", Given: []string{"LEO"}, Sex: "M", BirthDate: "2012-04-10", BirthPlace: "63220", InsuredNIR: "275126322074974", Rank: 1},
-	{NIR: "207058575627097", OID: oidNIR, BirthName: "PATB-QUATRE", Given: []string{"LAURENCE"}, Sex: "F", BirthDate: "1907-05-25", BirthPlace: "85756", InsuredNIR: "207058575627097", Rank: 1},
+	{NIR: "275126322074974", OID: dmp.OIDINSNIRTest, BirthName: "ADRUN", Given: []string{"ZOE"}, Sex: "F", BirthDate: "1975-12-31", BirthPlace: "63220", InsuredNIR: "275126322074974", Rank: 1},
+	{NIR: "112046322012323", OID: dmp.OIDINSNIRTest, BirthName: "ADRUN", Given: []string{"LEO"}, Sex: "M", BirthDate: "2012-04-10", BirthPlace: "63220", InsuredNIR: "275126322074974", Rank: 1},
+	{NIR: "207058575627097", OID: dmp.OIDINSNIRTest, BirthName: "PATB-QUATRE", Given: []string{"LAURENCE"}, Sex: "F", BirthDate: "1907-05-25", BirthPlace: "85756", InsuredNIR: "207058575627097", Rank: 1},
 	{NIR: "236066322083656", OID: oidNIR, BirthName: "TCHITCHI", Given: []string{"CATARINA", "BELLA"}, Sex: "F", BirthDate: "1936-06-21", BirthPlace: "63220", InsuredNIR: "236066322083656", Rank: 1},
 	{NIR: "110086322083060", OID: oidNIR, BirthName: "NESSI", Given: []string{"MICHELANGELO", "ANTHONY"}, Sex: "M", BirthDate: "2010-08-07", BirthPlace: "63220", InsuredNIR: "110086322083060", Rank: 1},
 	{NIR: "180032B02040123", OID: oidNIR, BirthName: "CORSE", Given: []string{"ANTHONY"}, Sex: "M", BirthDate: "1980-03-02", BirthPlace: "2B020", InsuredNIR: "180032B02040123", Rank: 1},

@@ -18,7 +18,7 @@ func TestINSiLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.INS.Value != "112046322012323" || id.INS.OID != dmp.OIDINSNIR || id.Given[0] != "LEO" || id.BirthDate != "20120410" {
+	if id.INS.Value != "112046322012323" || id.INS.OID != dmp.OIDINSNIRTest || id.Given[0] != "LEO" || id.BirthDate != "20120410" {
 		t.Fatalf("identity %+v", id)
 	}
 	_, err = c.LookupINS(ctx, gp, dmp.VitaleLookup{InsuredNIR: "275126322074974", BirthDate: "19990101"})

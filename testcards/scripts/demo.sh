@@ -1,48 +1,103 @@
 #!/usr/bin/env bash
-# demo.sh: the whole scenario on embedded defaults. For now: the simulated
-# cards, and what real smart-card tools see of them. Later issues add the
-# agent and the simulated DMP.
+# demo.sh: the whole story on embedded defaults — emulated cards in the real
+# PC/SC stack, the simulated DMP, and the agent — driven through the agent's
+# API by the dmpagent command line (which uses nothing but agent/client).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=$root/bin/dmpagent
-module=$(ls /usr/lib/*/opensc-pkcs11.so /usr/lib/opensc-pkcs11.so 2>/dev/null | head -1 || true)
 export DMPAGENT_SIM_DIR=${DMPAGENT_SIM_DIR:-$root/bin/demo-sim}
+export DMPAGENT_CONFIG=$DMPAGENT_SIM_DIR/agent.conf
+INS=207058575627097   # PATB-QUATRE Laurence, the "single" Vitale persona
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+# refused: a command that must fail (a refusal the story shows).
+refused() { printf '$ %s\n' "$*"; if "$@"; then echo "demo: this should have been refused" >&2; exit 1; fi; }
 
-trap '"$bin" sim down >/dev/null 2>&1 || true' EXIT
+agent_pid=
+cleanup() {
+  [ -n "$agent_pid" ] && kill "$agent_pid" 2>/dev/null && wait "$agent_pid" 2>/dev/null
+  "$bin" sim down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
 step "dmpagent version"
 "$bin" version
-step "start the simulator (state in $DMPAGENT_SIM_DIR)"
-"$bin" sim up
-step "insert the GP's CPS in reader 0 and the family's Vitale card in reader 1"
-"$bin" sim insert cps gp --reader 0
-"$bin" sim insert vitale family --reader 1
-step "readers, as OpenSC sees them (opensc-tool -l)"
-opensc-tool -l
-step "ATRs (opensc-tool -r N -a) and card names (-n)"
-echo "reader 0: $(opensc-tool -r 0 -a)  $(opensc-tool -r 0 -n)"
-echo "reader 1: $(opensc-tool -r 1 -a)"
-step "the CPS as a PKCS#11 token (pkcs11-tool with $module)"
-pkcs11-tool --module "$module" -L 2>/dev/null | sed -n '/Virtual PCD 00 00/,/pin min/p'
-step "the CPS authentication certificate"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"; "$bin" sim down >/dev/null 2>&1 || true' EXIT
-pkcs11-tool --module "$module" --read-object --type cert --id 01 -o "$tmp/auth.der" >/dev/null 2>&1
-openssl x509 -inform DER -in "$tmp/auth.der" -noout -subject -issuer -enddate -nameopt RFC2253,-esc_msb
-openssl x509 -inform DER -in "$tmp/auth.der" -out "$tmp/auth.pem"
-openssl verify -CAfile "$DMPAGENT_SIM_DIR/pki/root.pem" -untrusted "$DMPAGENT_SIM_DIR/pki/intermediates.pem" "$tmp/auth.pem"
-step "a signature with the CPS key (PIN 1234), checked by openssl"
-echo -n "demo" >"$tmp/msg"
-pkcs11-tool --module "$module" --login --pin 1234 --sign -m SHA256-RSA-PKCS --id 01 -i "$tmp/msg" -o "$tmp/sig" 2>/dev/null
-openssl x509 -in "$tmp/auth.pem" -pubkey -noout >"$tmp/pub"
-openssl dgst -sha256 -verify "$tmp/pub" -signature "$tmp/sig" "$tmp/msg"
-step "the Vitale card answers SELECT VITALE"
-opensc-tool -r 1 -s "00 A4 04 00 0B D2 50 00 00 02 56 49 54 41 4C 45" | tail -1
-step "simulator status"
-"$bin" sim status
-step "take the cards out and stop the simulator"
-"$bin" sim remove --reader 0
-"$bin" sim remove --reader 1
-"$bin" sim down
-trap 'rm -rf "$tmp"' EXIT
+step "start the simulator: emulated CPS and Vitale cards, simulated DMP (state in $DMPAGENT_SIM_DIR)"
+rm -rf "$DMPAGENT_SIM_DIR/agent" "$DMPAGENT_SIM_DIR/dmp"
+run "$bin" sim up
+step "start the agent on the simulation's configuration ($DMPAGENT_CONFIG)"
+"$bin" run --config "$DMPAGENT_CONFIG" 2>"$DMPAGENT_SIM_DIR/agent.log" &
+agent_pid=$!
+for _ in $(seq 100); do "$bin" status >/dev/null 2>&1 && break; sleep 0.1; done
+run "$bin" status
+step "the practice software gets its token (admin socket)"
+printf '$ %s\n' "$bin token create --app 'Logiciel de démonstration'"
+DMPAGENT_TOKEN=$("$bin" token create --app "Logiciel de démonstration")
+export DMPAGENT_TOKEN
+echo "token ${DMPAGENT_TOKEN:0:9}… (shown once, stored hashed)"
+
+step "1. the GP (Dr Max LIBRE) inserts the CPS, logs in"
+run "$bin" sim insert cps gp --reader 0
+sleep 1
+run "$bin" readers
+echo '$ dmpagent session login   (PIN typed without echo; here from stdin)'
+echo 1234 | "$bin" session login --pin-stdin
+
+step "2. the patient's Vitale card goes in; the agent reads it and asks INSi for the INS"
+run "$bin" sim insert vitale single --reader 1
+sleep 1
+run "$bin" dmp vitale
+
+step "3. the DMP is created with the patient's consent, captured at the card"
+refused "$bin" dmp create $INS
+out=$("$bin" dmp create $INS --consent --informed --json)
+echo "$out"
+receipt=$(printf '%s' "$out" | sed -n 's/.*"consent_receipt_id": *"\([^"]*\)".*/\1/p')
+run "$bin" consent verify "$receipt"
+
+step "4. a PDF report, and a psychiatric synthesis, fed through the outbox"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"; cleanup' EXIT
+printf '%%PDF-1.4\n%% compte rendu de consultation\n%%%%EOF\n' >"$tmp/report.pdf"
+printf '%%PDF-1.4\n%% synthese psychiatrique\n%%%%EOF\n' >"$tmp/psy.pdf"
+run "$bin" dmp feed $INS "$tmp/report.pdf" --title "Compte rendu de consultation" --type-code 11488-4 --wait
+run "$bin" dmp feed $INS "$tmp/psy.pdf" --title "Synthèse psychiatrique" --type-code 68599-0 --wait
+run "$bin" dmp list $INS
+report=$("$bin" dmp list $INS --json | tr -d '\n ' | sed 's/},{/}\n{/g' | grep '"type_code":"11488-4"' | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+
+step "5. the pharmacist (Anne OFFICINE) is authorized by the patient, and reads what the matrix allows"
+run "$bin" session logout
+run "$bin" sim remove --reader 0
+run "$bin" sim insert cps pharmacist --reader 0
+sleep 1
+echo 1234 | "$bin" session login --pin-stdin
+refused "$bin" dmp list $INS
+run "$bin" dmp authorize $INS --consent --informed
+run "$bin" dmp list $INS
+echo "(the psychiatric synthesis is not in the pharmacist's column of the habilitation matrix)"
+
+step "6. the patient masks the report from professionals (patient side of the simulated DMP)"
+run "$bin" sim patient mask single "$report"
+run "$bin" dmp list $INS
+
+step "7. the cardiologist (Paul CARDIO) is refused, then uses break-glass with a reason"
+run "$bin" session logout
+run "$bin" sim remove --reader 0
+run "$bin" sim insert cps cardiologist --reader 0
+sleep 1
+echo 1234 | "$bin" session login --pin-stdin
+refused "$bin" dmp list $INS
+run "$bin" dmp emergency $INS --break-glass "Douleur thoracique aiguë, patiente inconsciente aux urgences"
+run "$bin" dmp list $INS
+
+step "8. the patient's access history lists it all"
+run "$bin" sim patient history single
+
+step "the agent's audit log is intact"
+unset DMPAGENT_TOKEN
+run "$bin" audit verify
+run "$bin" session logout
+
+step "take the cards out and stop"
+run "$bin" sim remove --reader 0
+run "$bin" sim remove --reader 1

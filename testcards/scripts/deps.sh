@@ -8,6 +8,7 @@ packages=(
   pcscd vsmartcard-vpcd pcsc-tools   # the real PC/SC stack and the virtual reader driver
   opensc opensc-pkcs11 softhsm2      # PKCS#11 modules and tools
   openssl xmlsec1 libxml2-utils      # certificate, signature and schema checks
+  chromium python3                   # the agent's page in headless Chromium; a peer-credential probe
 )
 # `deps.sh cross`: what `make cross` needs instead.
 if [ "${1:-}" = cross ]; then

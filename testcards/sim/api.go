@@ -50,6 +50,9 @@ type Status struct {
 type DMPStatus struct {
 	URL string `json:"url"` // services root, for the agent's DMP endpoint
 	Dir string `json:"dir"` // its state: SQLite database and documents
+	// AgentConfig is DIR/agent.conf, the agent configuration for this
+	// simulation (dmpagent run --config).
+	AgentConfig string `json:"agent_config,omitempty"`
 }
 
 // ReaderStatus describes one virtual reader.
