@@ -88,7 +88,6 @@ func (a *Agent) watchCards(ctx context.Context, events <-chan cardreader.Event) 
 			out.Type = api.EventReaderAdded
 		case cardreader.ReaderRemoved:
 			out.Type = api.EventReaderRemoved
-			a.cardGone(ev.Reader, "reader removed")
 		case cardreader.CardInserted:
 			out.Type = api.EventCardInserted
 			out.Card = cardAPI(ev.Card)
@@ -98,7 +97,6 @@ func (a *Agent) watchCards(ctx context.Context, events <-chan cardreader.Event) 
 		case cardreader.CardRemoved:
 			out.Type = api.EventCardRemoved
 			out.Card = cardAPI(ev.Card)
-			a.cardGone(ev.Reader, "card removed")
 		case cardreader.ServiceLost:
 			out.Type = api.EventPCSCLost
 			if ev.Err != nil {
@@ -111,6 +109,13 @@ func (a *Agent) watchCards(ctx context.Context, events <-chan cardreader.Event) 
 		}
 		a.log.Info("card event", "event", out.Type, "reader", ev.Reader)
 		a.events.publish(out)
+		// What went away is said first, then what it ended.
+		switch ev.Kind {
+		case cardreader.ReaderRemoved:
+			a.cardGone(ev.Reader, "reader removed")
+		case cardreader.CardRemoved:
+			a.cardGone(ev.Reader, "card removed")
+		}
 	}
 }
 

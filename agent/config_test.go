@@ -2,6 +2,7 @@ package agent
 
 import (
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,4 +96,29 @@ func FuzzConfig(f *testing.F) {
 		}
 		_ = c.Validate()
 	})
+}
+
+// TestProxyFromEnvironment: HTTPS_PROXY and NO_PROXY apply to the DMP
+// connection (the end-to-end test uses a configured proxy: Go never
+// proxies loopback addresses, where the simulated DMP listens).
+func TestProxyFromEnvironment(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://proxy.cabinet.example:3128")
+	t.Setenv("NO_PROXY", ".sante.example")
+	a := &Agent{cfg: DefaultConfig()}
+	tr := a.transport(nil)
+	for target, want := range map[string]string{
+		"https://lps2.dmp.gouv.fr/si-dmp-server/v2/services": "http://proxy.cabinet.example:3128",
+		"https://dmp.sante.example/services":                  "",
+	} {
+		req, _ := http.NewRequest("POST", target, nil)
+		u, err := tr.Proxy(req)
+		if err != nil || (u == nil) != (want == "") || (u != nil && u.String() != want) {
+			t.Errorf("%s: proxy %v, %v; want %q", target, u, err, want)
+		}
+	}
+	a.cfg.Proxy = "http://configured.example:8080"
+	req, _ := http.NewRequest("POST", "https://dmp.sante.example/services", nil)
+	if u, _ := a.transport(nil).Proxy(req); u == nil || u.Host != "configured.example:8080" {
+		t.Errorf("configured proxy: %v", u)
+	}
 }

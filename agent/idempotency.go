@@ -9,7 +9,10 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/dmpagent/dmpagent/agent/api"
@@ -85,12 +88,11 @@ func (a *Agent) idempotent(w *statusRecorder, r *http.Request, c *caller, rt rou
 		return &api.Error{Status: 409, Code: api.CodeIdempotencyPending, Message: "a request with this Idempotency-Key is still in progress"}
 	default:
 		// Replay: the body must be the same request's.
-		bh := sha256.New()
-		bh.Write(prefix)
-		if _, err := io.Copy(bh, r.Body); err != nil {
+		bd := newBodyDigest(prefix, r.Header.Get("Content-Type"))
+		if _, err := io.Copy(bd, r.Body); err != nil {
 			return jsonError(err)
 		}
-		if !bytes.Equal(bh.Sum(nil), stored) {
+		if !bytes.Equal(bd.Sum(), stored) {
 			return &api.Error{Status: 422, Code: api.CodeIdempotencyReused, Message: "this Idempotency-Key was used for another request"}
 		}
 		w.Header().Set("Content-Type", ctype)
@@ -103,13 +105,13 @@ func (a *Agent) idempotent(w *statusRecorder, r *http.Request, c *caller, rt rou
 		c.name(), key, prefix, a.now().UnixMilli()); err != nil {
 		return &api.Error{Status: 409, Code: api.CodeIdempotencyPending, Message: "a request with this Idempotency-Key is in progress"}
 	}
-	bh := sha256.New()
-	bh.Write(prefix)
-	r.Body = &hashingBody{ReadCloser: r.Body, h: bh}
+	bd := newBodyDigest(prefix, r.Header.Get("Content-Type"))
+	r.Body = &hashingBody{ReadCloser: r.Body, h: bd}
 	capture := &captureWriter{statusRecorder: w}
 	herr := rt.h(capture, r, c)
 	// Drain what the handler left, so that the hash covers the body.
 	io.Copy(io.Discard, r.Body)
+	digest := bd.Sum()
 	done := context.WithoutCancel(ctx)
 	if herr != nil {
 		// Errors are not remembered: the caller may fix and retry with
@@ -122,13 +124,13 @@ func (a *Agent) idempotent(w *statusRecorder, r *http.Request, c *caller, rt rou
 		return nil
 	}
 	a.idem.db.ExecContext(done, `UPDATE idempotency SET request = ?, status = ?, content_type = ?, body = ? WHERE caller = ? AND key = ?`,
-		bh.Sum(nil), capture.status, capture.Header().Get("Content-Type"), capture.buf.Bytes(), c.name(), key)
+		digest, capture.status, capture.Header().Get("Content-Type"), capture.buf.Bytes(), c.name(), key)
 	return nil
 }
 
 type hashingBody struct {
 	io.ReadCloser
-	h hash.Hash
+	h io.Writer
 }
 
 func (b *hashingBody) Read(p []byte) (int, error) {
@@ -151,4 +153,58 @@ func (c *captureWriter) Write(b []byte) (int, error) {
 		c.overflow = true
 	}
 	return c.statusRecorder.Write(b)
+}
+
+// bodyDigest hashes a request body for idempotency. A multipart body is
+// hashed by its parts (names and contents), not its bytes: a client
+// resending the same document draws a new random boundary.
+type bodyDigest struct {
+	h    hash.Hash
+	pw   *io.PipeWriter
+	done chan struct{}
+}
+
+func newBodyDigest(prefix []byte, contentType string) *bodyDigest {
+	d := &bodyDigest{h: sha256.New()}
+	d.h.Write(prefix)
+	mt, params, err := mime.ParseMediaType(contentType)
+	if err != nil || !strings.HasPrefix(mt, "multipart/") || params["boundary"] == "" {
+		return d
+	}
+	pr, pw := io.Pipe()
+	d.pw, d.done = pw, make(chan struct{})
+	go func() {
+		defer close(d.done)
+		defer io.Copy(io.Discard, pr) // never leave the writer blocked
+		mr := multipart.NewReader(pr, params["boundary"])
+		for {
+			part, err := mr.NextPart()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					fmt.Fprintf(d.h, "\x00malformed:%v", err)
+				}
+				return
+			}
+			fmt.Fprintf(d.h, "\x00part:%q\x00", part.FormName())
+			io.Copy(d.h, part)
+		}
+	}()
+	return d
+}
+
+func (d *bodyDigest) Write(b []byte) (int, error) {
+	if d.pw != nil {
+		return d.pw.Write(b)
+	}
+	return d.h.Write(b)
+}
+
+// Sum ends the body and returns its digest.
+func (d *bodyDigest) Sum() []byte {
+	if d.pw != nil {
+		d.pw.Close()
+		<-d.done
+		d.pw = nil
+	}
+	return d.h.Sum(nil)
 }

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
 	"github.com/dmpagent/dmpagent/agent/api"
 	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/dmp"
@@ -232,7 +234,11 @@ func (a *Agent) softwareVersion() string {
 // configuration or of HTTPS_PROXY/NO_PROXY, and bounded waits at each step
 // so that a dead network fails in seconds, not minutes.
 func (a *Agent) transport(tc *tls.Config) *http.Transport {
-	proxy := http.ProxyFromEnvironment
+	// The environment is read per session, not once per process as
+	// http.ProxyFromEnvironment does, so that a changed proxy setting
+	// applies at the next login.
+	envProxy := httpproxy.FromEnvironment().ProxyFunc()
+	proxy := func(r *http.Request) (*url.URL, error) { return envProxy(r.URL) }
 	if a.cfg.Proxy != "" {
 		if u, err := url.Parse(a.cfg.Proxy); err == nil {
 			proxy = http.ProxyURL(u)
