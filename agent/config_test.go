@@ -108,7 +108,7 @@ func TestProxyFromEnvironment(t *testing.T) {
 	tr := a.transport(nil)
 	for target, want := range map[string]string{
 		"https://lps2.dmp.gouv.fr/si-dmp-server/v2/services": "http://proxy.cabinet.example:3128",
-		"https://dmp.sante.example/services":                  "",
+		"https://dmp.sante.example/services":                 "",
 	} {
 		req, _ := http.NewRequest("POST", target, nil)
 		u, err := tr.Proxy(req)
