@@ -61,7 +61,12 @@ bench: deps
 	  $(GO) run ./bench/signing -n 30 && \
 	  $(GO) test -run "^$$" -bench TLSHandshake -benchtime 100x ./pkcs11 && \
 	  $(GO) test -run "^$$" -bench . -benchtime 200x ./testcards/vpcd && \
-	  $(GO) test -run "^$$" -bench "Transaction|Feed100MB" -benchtime 3s ./dmp/dmptest'
+	  $(GO) test -run "^$$" -bench "Transaction|Feed100MB" -benchtime 3s ./dmp/dmptest && \
+	  $(GO) run ./bench/agent -mode api -d 10s -c 64 && \
+	  $(GO) build -o $(BIN) ./cmd/dmpagent && \
+	  $(GO) run ./bench/agent -mode start -n 20 && \
+	  $(GO) run ./bench/agent -mode events -n 30 && \
+	  $(GO) run ./bench/agent -mode idle -d 60s'
 
 
 lint: deps

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"net/http"
 	"strconv"
@@ -12,9 +11,6 @@ import (
 	"github.com/dmpagent/dmpagent/agent/consent"
 )
 
-//go:embed openapi.json
-var openAPI []byte
-
 func (a *Agent) getHealth(w http.ResponseWriter, r *http.Request, c *caller) error {
 	return writeJSON(w, 200, api.Health{Status: "ok", Version: a.version})
 }
@@ -22,7 +18,7 @@ func (a *Agent) getHealth(w http.ResponseWriter, r *http.Request, c *caller) err
 func (a *Agent) getOpenAPI(w http.ResponseWriter, r *http.Request, c *caller) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-cache")
-	_, err := w.Write(openAPI)
+	_, err := w.Write(openAPIDocument())
 	return err
 }
 

@@ -42,6 +42,7 @@ type stack struct {
 	app   *client.Client // an application's token
 	token string
 	logs  *syncBuffer
+	spec  *specChecker // checks every API answer against the OpenAPI document
 	stop  func()
 	slots map[int]*vpcd.Slot
 }
@@ -65,6 +66,25 @@ func (s *syncBuffer) String() string {
 }
 
 type stackOption func(*agent.Config)
+
+// newBareAgent runs an agent with no DMP, cards or token, for what every
+// agent serves alike; it returns its address.
+func newBareAgent(t *testing.T) string {
+	t.Helper()
+	cfg := agent.DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.DataDir = filepath.Join(t.TempDir(), "agent")
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := agent.New(ctx, cfg, agent.Options{Version: "test"})
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { a.Serve(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return a.Addr()
+}
 
 func newStack(t *testing.T, opts ...stackOption) *stack {
 	t.Helper()
@@ -108,7 +128,8 @@ func newStack(t *testing.T, opts ...stackOption) *stack {
 		t.Fatal(err)
 	}
 	s.token = tok.Secret
-	s.app = client.New(s.agent.Addr(), s.token)
+	s.app = s.client(s.token)
+	stackRan.Store(true)
 	return s
 }
 
@@ -142,9 +163,21 @@ func (s *stack) start() {
 	go func() { done <- a.Serve(ctx) }()
 	s.agent = a
 	s.cfg.Listen = a.Addr() // a restart keeps the port, as a real one would
-	s.admin = client.NewControl(a.ControlSocket())
+	if s.spec == nil {
+		resp, err := http.Get("http://" + a.Addr() + "/v1/openapi.json")
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		doc, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			coverage.Store("GET /v1/openapi.json", true)
+		}
+		s.spec = newSpecChecker(s.t, doc)
+	}
+	s.admin = client.NewControl(a.ControlSocket()).WithTransport(s.spec.AdminTransport)
 	if s.token != "" {
-		s.app = client.New(a.Addr(), s.token)
+		s.app = s.client(s.token)
 	}
 	s.stop = func() {
 		cancel()
@@ -162,6 +195,12 @@ func (s *stack) start() {
 		rs, err := s.app0().Readers(context.Background())
 		return err == nil && len(rs) >= 2
 	})
+}
+
+// client is a client of the agent with this token, its answers checked
+// against the OpenAPI document.
+func (s *stack) client(token string) *client.Client {
+	return client.New(s.agent.Addr(), token).WithTransport(s.spec.Transport)
 }
 
 func (s *stack) app0() *client.Client {
@@ -269,7 +308,9 @@ func (s *stack) raw(method, path string, body io.Reader, hdr map[string]string) 
 	if hdr["Authorization"] == "-" {
 		req.Header.Del("Authorization")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// Deliberately wrong requests: only the answers are held to the
+	// OpenAPI document.
+	resp, err := (&http.Client{Transport: s.spec.AdminTransport(http.DefaultTransport)}).Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/dmpagent/dmpagent/agent/api"
-	"github.com/dmpagent/dmpagent/agent/client"
 	"github.com/dmpagent/dmpagent/testcards"
 	"github.com/dmpagent/dmpagent/testcards/cardtest"
 )
@@ -95,7 +94,7 @@ func TestPage(t *testing.T) {
 
 	// Pairing: the request shows up (without its code), the person types
 	// the code the software displays.
-	anon := client.New(s.agent.Addr(), "")
+	anon := s.client("")
 	p, err := anon.RequestPairing(context.Background(), "Logiciel Cabinet", "")
 	if err != nil {
 		t.Fatal(err)

@@ -144,7 +144,7 @@ func TestRoutes(t *testing.T) {
 	if err != nil || len(toks) == 0 || toks[0].Secret != "" {
 		t.Fatalf("tokens %+v %v", toks, err)
 	}
-	p, err := client.New(s.agent.Addr(), "").RequestPairing(ctx, "À refuser", "")
+	p, err := s.client("").RequestPairing(ctx, "À refuser", "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/dmpagent/dmpagent/agent/api"
-	"github.com/dmpagent/dmpagent/agent/client"
 	"github.com/dmpagent/dmpagent/testcards"
 )
 
@@ -82,7 +81,7 @@ func TestSecurity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := client.New(s.agent.Addr(), tok.Secret)
+		c := s.client(tok.Secret)
 		if _, err := c.Status(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +119,7 @@ func TestSecurity(t *testing.T) {
 	})
 
 	t.Run("pairing", func(t *testing.T) {
-		anon := client.New(s.agent.Addr(), "")
+		anon := s.client("")
 		p, err := anon.RequestPairing(ctx, "Logiciel appairé", "")
 		if err != nil || p.ID == "" || len(p.Code) != 9 {
 			t.Fatalf("pairing %+v, %v", p, err)
@@ -143,7 +142,7 @@ func TestSecurity(t *testing.T) {
 		if _, err := anon.PollPairing(ctx, p.ID); apiCode(err) != api.CodePairingNotFound {
 			t.Fatalf("token handed out twice: %v", err)
 		}
-		if _, err := client.New(s.agent.Addr(), got.Token).Status(ctx); err != nil {
+		if _, err := s.client(got.Token).Status(ctx); err != nil {
 			t.Fatal(err)
 		}
 		// A web page can only pair its own origin.

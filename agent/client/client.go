@@ -442,3 +442,12 @@ func (c *Client) Events(ctx context.Context, lastSeq uint64, fn func(api.Event) 
 func (c *Client) Get(ctx context.Context, path string, out any) error {
 	return c.do(ctx, "GET", path, nil, nil, out)
 }
+
+// WithTransport returns a copy of c whose requests go through wrap(the
+// current transport): for logging, metrics, or checking answers against
+// the API description in tests.
+func (c *Client) WithTransport(wrap func(http.RoundTripper) http.RoundTripper) *Client {
+	cp := *c
+	cp.http = &http.Client{Transport: wrap(c.http.Transport), Timeout: c.http.Timeout}
+	return &cp
+}

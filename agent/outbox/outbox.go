@@ -28,6 +28,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite"
@@ -116,6 +117,10 @@ type Outbox struct {
 
 	mu      sync.Mutex
 	waiting map[string]bool // owners whose deliveries wait for Kick
+
+	// depth counts queued and sending submissions in memory: the agent's
+	// status shows it on every call, which must not queue on SQLite.
+	depth atomic.Int64
 }
 
 const schemaVersion = 1
@@ -196,6 +201,11 @@ func (o *Outbox) init() error {
 	if n, _ := res.RowsAffected(); n > 0 {
 		o.log.Warn("outbox: deliveries interrupted by a stop are queued again", "count", n)
 	}
+	var n int64
+	if err := o.db.QueryRow(`SELECT COUNT(*) FROM submission WHERE state = ?`, Queued).Scan(&n); err != nil {
+		return err
+	}
+	o.depth.Store(n)
 	return o.removeOrphans()
 }
 
@@ -271,6 +281,7 @@ func (o *Outbox) Enqueue(ctx context.Context, owner, patient string, payload []b
 		os.Remove(o.path(id))
 		return Submission{}, err
 	}
+	o.depth.Add(1)
 	o.notify(s)
 	return s, nil
 }
@@ -338,9 +349,7 @@ func (o *Outbox) List(ctx context.Context, lo ListOptions) ([]Submission, error)
 
 // Depth counts the submissions not yet delivered nor failed.
 func (o *Outbox) Depth(ctx context.Context) (int, error) {
-	var n int
-	err := o.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM submission WHERE state IN (?, ?)`, Queued, Sending).Scan(&n)
-	return n, err
+	return int(o.depth.Load()), nil
 }
 
 // Open opens a submission's content; it may be called more than once.
@@ -362,6 +371,7 @@ func (o *Outbox) Retry(ctx context.Context, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return ErrNotFound
 	}
+	o.depth.Add(1)
 	o.Kick()
 	if s, err := o.Get(ctx, id); err == nil {
 		o.notify(s)
@@ -521,6 +531,9 @@ func (o *Outbox) set(ctx context.Context, s *Submission, st State, change func()
 	_, err := o.db.ExecContext(ctx, `UPDATE submission SET state = ?, attempts = ?, next_attempt = ?, last_error = ?, reason = ?, result = ?, updated = ? WHERE id = ?`,
 		s.State, s.Attempts, next, s.LastError, s.Reason, s.Result, s.Updated.UnixMilli(), s.ID)
 	if err == nil {
+		if st == Submitted || st == Failed {
+			o.depth.Add(-1)
+		}
 		o.notify(*s)
 	}
 	return err

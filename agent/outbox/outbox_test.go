@@ -274,3 +274,42 @@ func TestFutureSchema(t *testing.T) {
 		t.Fatalf("future schema: %v", err)
 	}
 }
+
+func TestDepthCounter(t *testing.T) {
+	o, dir := open(t, Options{})
+	ctx := context.Background()
+	ok, _ := o.Enqueue(ctx, "gp", "p", nil, strings.NewReader("a"))
+	bad, _ := o.Enqueue(ctx, "gp", "p", nil, strings.NewReader("b"))
+	o.Enqueue(ctx, "nurse", "p", nil, strings.NewReader("c"))
+	if n, _ := o.Depth(ctx); n != 3 {
+		t.Fatalf("depth %d", n)
+	}
+	stop := run(o, func(ctx context.Context, s Submission) (string, error) {
+		switch s.ID {
+		case ok.ID:
+			return "x", nil
+		case bad.ID:
+			return "", Permanent(errors.New("no"))
+		}
+		return "", NotReady("later")
+	})
+	waitState(t, o, ok.ID, Submitted)
+	waitState(t, o, bad.ID, Failed)
+	stop()
+	if n, _ := o.Depth(ctx); n != 1 {
+		t.Fatalf("depth %d after one delivered and one failed", n)
+	}
+	o.Retry(ctx, bad.ID)
+	if n, _ := o.Depth(ctx); n != 2 {
+		t.Fatalf("depth %d after a retry", n)
+	}
+	o.Close()
+	o2, err := Open(filepath.Join(dir, "outbox.db"), filepath.Join(dir, "content"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o2.Close()
+	if n, _ := o2.Depth(ctx); n != 2 {
+		t.Fatalf("depth %d after reopening", n)
+	}
+}
