@@ -34,7 +34,7 @@ type specChecker struct {
 	paths []*regexp.Regexp
 	names []string
 
-	ops   map[string]bool // "METHOD /template" documented
+	ops map[string]bool // "METHOD /template" documented
 
 	mu   sync.Mutex
 	seen map[string]int
