@@ -61,7 +61,8 @@ type Agent struct {
 	vitale  cardreader.VitaleReader
 	cards   *cardState
 
-	sessMu  sync.Mutex
+	loginMu sync.Mutex // one login at a time
+	sessMu  sync.Mutex // guards session
 	session *session
 
 	insMu   sync.Mutex

@@ -185,6 +185,39 @@ func (a *Agent) receipt(s *session, scope string, ins dmp.INS, v *vitaleCard, b 
 	return rc.ID, nil
 }
 
+// atCard is a consent captured at the card: the session, the patient as
+// INSi knows them (their beneficiary on the Vitale card present), and the
+// signed receipt's id.
+type atCard struct {
+	s         *session
+	patient   *dmp.INSIdentity
+	receiptID string
+}
+
+// captureConsent checks the session and the Vitale card, and signs and
+// stores the receipt of the consent c for scope.
+func (a *Agent) captureConsent(ctx context.Context, ins dmp.INS, scope string, c api.Consent) (*atCard, error) {
+	s, err := a.requireSession()
+	if err != nil {
+		return nil, err
+	}
+	id, v, b, err := a.patientAtCard(ctx, s, ins)
+	if err != nil {
+		return nil, err
+	}
+	rid, err := a.receipt(s, scope, id.INS, v, b, c)
+	if err != nil {
+		return nil, err
+	}
+	return &atCard{s: s, patient: id, receiptID: rid}, nil
+}
+
+// createRequest is a TD1.1/TD1.2 request with the captured consent.
+func (c *atCard) createRequest(consent api.Consent) dmp.CreateRequest {
+	return dmp.CreateRequest{Patient: patientIdentity(c.patient), Consent: true, OpposeBreakGlass: consent.Oppositions.BreakGlass,
+		OpposeCentre15: consent.Oppositions.Centre15}
+}
+
 func (a *Agent) postDMP(w http.ResponseWriter, r *http.Request, c *caller) error {
 	var req api.CreateDMPRequest
 	if err := decodeJSON(r, &req); err != nil {
@@ -197,29 +230,19 @@ func (a *Agent) postDMP(w http.ResponseWriter, r *http.Request, c *caller) error
 	if err := checkConsent(req.Consent); err != nil {
 		return err
 	}
-	s, err := a.requireSession()
+	cc, err := a.captureConsent(r.Context(), ins, consent.ScopeCreate, *req.Consent)
 	if err != nil {
 		return err
 	}
-	id, v, b, err := a.patientAtCard(r.Context(), s, ins)
-	if err != nil {
-		return err
-	}
-	rid, err := a.receipt(s, "dmp.create", id.INS, v, b, *req.Consent)
-	if err != nil {
-		return err
-	}
-	creq := dmp.CreateRequest{Patient: patientIdentity(id), Consent: true, OpposeBreakGlass: req.Consent.Oppositions.BreakGlass,
-		OpposeCentre15: req.Consent.Oppositions.Centre15}
-	if err := s.client.CreateDMP(r.Context(), s.actor(ins.Value), creq); err != nil {
+	if err := cc.s.client.CreateDMP(r.Context(), cc.s.actor(ins.Value), cc.createRequest(*req.Consent)); err != nil {
 		e := a.apiError(err)
 		if e.Details == nil {
 			e.Details = map[string]any{}
 		}
-		e.Details["consent_receipt_id"] = rid
+		e.Details["consent_receipt_id"] = cc.receiptID
 		return e
 	}
-	return writeJSON(w, 201, api.DMPResult{INS: id.INS.Value, Status: api.DMPStatusOpen, ConsentReceiptID: rid})
+	return writeJSON(w, 201, api.DMPResult{INS: cc.patient.INS.Value, Status: api.DMPStatusOpen, ConsentReceiptID: cc.receiptID})
 }
 
 func patientIdentity(id *dmp.INSIdentity) dmp.PatientIdentity {
@@ -282,30 +305,22 @@ func (a *Agent) authorization(w http.ResponseWriter, r *http.Request, add bool) 
 	} else if req.Consent == nil {
 		req.Consent = &api.Consent{}
 	}
-	s, err := a.requireSession()
-	if err != nil {
-		return err
-	}
-	id, v, b, err := a.patientAtCard(r.Context(), s, ins)
-	if err != nil {
-		return err
-	}
-	scope := "authorization.add"
+	scope := consent.ScopeAuthorize
 	if !add {
-		scope = "authorization.remove"
+		scope = consent.ScopeWithdraw
 	}
-	rid, err := a.receipt(s, scope, id.INS, v, b, *req.Consent)
+	cc, err := a.captureConsent(r.Context(), ins, scope, *req.Consent)
 	if err != nil {
 		return err
 	}
-	if err := s.client.SetAuthorization(r.Context(), s.actor(ins.Value), id.INS, add, false); err != nil {
+	if err := cc.s.client.SetAuthorization(r.Context(), cc.s.actor(ins.Value), cc.patient.INS, add, false); err != nil {
 		return err
 	}
 	status := "authorized"
 	if !add {
 		status = "withdrawn"
 	}
-	return writeJSON(w, 200, api.DMPResult{INS: ins.Value, Status: status, ConsentReceiptID: rid})
+	return writeJSON(w, 200, api.DMPResult{INS: ins.Value, Status: status, ConsentReceiptID: cc.receiptID})
 }
 
 func (a *Agent) postAuthorization(w http.ResponseWriter, r *http.Request, c *caller) error {
@@ -430,24 +445,14 @@ func (a *Agent) postReactivate(w http.ResponseWriter, r *http.Request, c *caller
 	if err := checkConsent(req.Consent); err != nil {
 		return err
 	}
-	s, err := a.requireSession()
+	cc, err := a.captureConsent(r.Context(), ins, consent.ScopeReactivate, *req.Consent)
 	if err != nil {
 		return err
 	}
-	id, v, b, err := a.patientAtCard(r.Context(), s, ins)
-	if err != nil {
+	if err := cc.s.client.ReactivateDMP(r.Context(), cc.s.actor(ins.Value), cc.createRequest(*req.Consent)); err != nil {
 		return err
 	}
-	rid, err := a.receipt(s, "dmp.reactivate", id.INS, v, b, *req.Consent)
-	if err != nil {
-		return err
-	}
-	creq := dmp.CreateRequest{Patient: patientIdentity(id), Consent: true, OpposeBreakGlass: req.Consent.Oppositions.BreakGlass,
-		OpposeCentre15: req.Consent.Oppositions.Centre15}
-	if err := s.client.ReactivateDMP(r.Context(), s.actor(ins.Value), creq); err != nil {
-		return err
-	}
-	return writeJSON(w, 200, api.DMPResult{INS: ins.Value, Status: api.DMPStatusOpen, ConsentReceiptID: rid})
+	return writeJSON(w, 200, api.DMPResult{INS: ins.Value, Status: api.DMPStatusOpen, ConsentReceiptID: cc.receiptID})
 }
 
 // Documents.

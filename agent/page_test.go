@@ -114,7 +114,7 @@ func TestPage(t *testing.T) {
 		t.Fatalf("pairing after the page's approval %+v, %v", got, err)
 	}
 
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
 	if err != nil {
 		t.Fatal(err)
 	}

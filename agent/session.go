@@ -133,12 +133,15 @@ func (a *Agent) postSession(w http.ResponseWriter, r *http.Request, c *caller) e
 
 // login presents the PIN once. Nothing here retries it: a wrong PIN comes
 // back to the person who typed it, with the tries left.
+//
+// Logins are serialised by loginMu, not sessMu: the card work takes a
+// good part of a second, during which status calls must not wait.
 func (a *Agent) login(ctx context.Context, pin string) (*session, error) {
-	a.sessMu.Lock()
-	defer a.sessMu.Unlock()
-	if a.session != nil {
+	a.loginMu.Lock()
+	defer a.loginMu.Unlock()
+	if cur := a.currentSession(); cur != nil {
 		return nil, &api.Error{Status: 409, Code: "session_open", Message: "a session is already open; log out first",
-			Details: map[string]any{"id_nat": a.session.identity.IDNat}}
+			Details: map[string]any{"id_nat": cur.identity.IDNat}}
 	}
 	reader, err := a.cpsReader()
 	if err != nil {
@@ -165,11 +168,20 @@ func (a *Agent) login(ctx context.Context, pin string) (*session, error) {
 		return nil, err
 	}
 	s, err := a.newSession(ctx, reader, tok, id, pro, pin)
+	if err == nil {
+		// The card may have been pulled while it was being logged in;
+		// its removal found no session to end.
+		if r, rerr := a.cpsReader(); rerr != nil || r != reader {
+			err = pkcs11.ErrCardRemoved
+		}
+	}
 	if err != nil {
 		tok.Logout(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	a.sessMu.Lock()
 	a.session = s
+	a.sessMu.Unlock()
 	a.log.Info("session opened", "professional", id, "reader", reader)
 	a.events.publish(api.Event{Type: api.EventSessionOpened, Reader: reader, Session: s.api()})
 	a.outbox.Kick()

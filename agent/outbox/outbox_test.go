@@ -38,17 +38,22 @@ func run(o *Outbox, d DeliverFunc) (stop func()) {
 
 func waitState(t *testing.T, o *Outbox, id string, st State) Submission {
 	t.Helper()
+	return waitFor(t, o, id, func(s Submission) bool { return s.State == st })
+}
+
+func waitFor(t *testing.T, o *Outbox, id string, cond func(Submission) bool) Submission {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		s, err := o.Get(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s.State == st {
+		if cond(s) {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s is %s (%s%s), want %s", id, s.State, s.Reason, s.LastError, st)
+			t.Fatalf("%s is %s (%s%s): condition not met", id, s.State, s.Reason, s.LastError)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -147,7 +152,7 @@ func TestTransientPermanentNotReady(t *testing.T) {
 		t.Fatalf("permanent: %+v", f)
 	}
 	waitState(t, o, other.ID, Submitted)
-	w := waitState(t, o, waiting.ID, Queued)
+	w := waitFor(t, o, waiting.ID, func(s Submission) bool { return s.State == Queued && s.Reason != "" })
 	time.Sleep(50 * time.Millisecond)
 	mu.Lock()
 	n := calls[waiting.ID]

@@ -26,8 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -35,6 +33,7 @@ import (
 	"github.com/dmpagent/dmpagent/agent"
 	"github.com/dmpagent/dmpagent/agent/api"
 	"github.com/dmpagent/dmpagent/agent/client"
+	"github.com/dmpagent/dmpagent/bench/internal/proc"
 	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/pkcs11"
 	"github.com/dmpagent/dmpagent/testcards"
@@ -326,16 +325,16 @@ func idleBench(bin string, d time.Duration) error {
 		}
 		defer stopAgent(cmd)
 		time.Sleep(3 * time.Second) // start-up and the Vitale read settle
-		c0, err := cpuTime(cmd.Process.Pid)
+		c0, err := proc.CPUTime(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
 		time.Sleep(d)
-		c1, err := cpuTime(cmd.Process.Pid)
+		c1, err := proc.CPUTime(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
-		rss, err := rssKB(cmd.Process.Pid)
+		rss, err := proc.RSSKB(cmd.Process.Pid)
 		if err != nil {
 			return err
 		}
@@ -426,40 +425,4 @@ func eventsBench(bin string, n int) error {
 		fmt.Printf("  agent − monitor, same insertion: p50 %s  p99 %s\n", ms(percentile(diffs, 0.5)), ms(percentile(diffs, 0.99)))
 		return nil
 	})
-}
-
-// cpuTime sums the nanoseconds every thread of pid spent on a CPU.
-func cpuTime(pid int) (time.Duration, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var total time.Duration
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			continue
-		}
-		ns, _ := strconv.ParseInt(f[0], 10, 64)
-		total += time.Duration(ns)
-	}
-	return total, nil
-}
-
-func rssKB(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			return strconv.Atoi(strings.Fields(v)[0])
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS")
 }

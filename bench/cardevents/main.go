@@ -38,6 +38,7 @@ import (
 
 	"github.com/ebfe/scard"
 
+	"github.com/dmpagent/dmpagent/bench/internal/proc"
 	"github.com/dmpagent/dmpagent/cardreader"
 	"github.com/dmpagent/dmpagent/testcards"
 	"github.com/dmpagent/dmpagent/testcards/pki"
@@ -337,20 +338,20 @@ func idle(d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	m0, err := cpuTime(os.Getpid())
+	m0, err := proc.CPUTime(os.Getpid())
 	if err != nil {
 		return err
 	}
-	b0, err := cpuTime(barePID)
+	b0, err := proc.CPUTime(barePID)
 	if err != nil {
 		return err
 	}
 	time.Sleep(d)
-	m1, err := cpuTime(os.Getpid())
+	m1, err := proc.CPUTime(os.Getpid())
 	if err != nil {
 		return err
 	}
-	b1, err := cpuTime(barePID)
+	b1, err := proc.CPUTime(barePID)
 	if err != nil {
 		return err
 	}
@@ -408,32 +409,4 @@ func statPPID(pid int) int {
 	}
 	ppid, _ := strconv.Atoi(f[1])
 	return ppid
-}
-
-// cpuTime sums the nanoseconds every thread of pid spent on a CPU
-// (schedstat's first field; /proc/PID/stat counts in 10 ms ticks, too coarse
-// for a figure of a few milliseconds).
-func cpuTime(pid int) (time.Duration, error) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, err
-	}
-	var total int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
-		if err != nil {
-			continue // the thread ended
-		}
-		f := strings.Fields(string(b))
-		if len(f) == 0 {
-			continue
-		}
-		ns, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		total += ns
-	}
-	return time.Duration(total), nil
 }

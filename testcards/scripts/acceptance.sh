@@ -106,6 +106,29 @@ fault=$(curl -s --cacert "$DMPAGENT_SIM_DIR/pki/root.pem" --cert "$cards/auth.cr
   -H 'Content-Type: application/soap+xml' --data "$soap" "$dmpurl/registry" 2>&1)
 check "curl: a request without a VIHF gets the fault DMPInvalidVIHF" has "DMPInvalidVIHF" "$fault"
 check "sim patient history on a patient without a DMP says so" has "not found" "$("$bin" sim patient history single 2>&1)"
+
+# The agent on the configuration sim up wrote, through curl and the CLI.
+conf=$DMPAGENT_SIM_DIR/agent.conf
+check "sim up wrote agent.conf" has "dmp_endpoint = $dmpurl" "$(cat "$conf" 2>&1)"
+"$bin" run --config "$conf" 2>"$work/agent.log" &
+agent=$!
+for _ in $(seq 100); do "$bin" status --config "$conf" >/dev/null 2>&1 && break; sleep 0.1; done
+check "dmpagent status (admin socket)" has "outbox: 0 document" "$("$bin" status --config "$conf" 2>&1)"
+token=$("$bin" token create --config "$conf" --app acceptance 2>&1)
+check "token create prints only the token" grep -Eq '^dmpa_[A-Za-z0-9_-]{43}$' <<<"$token"
+api=$(sed -n 's/^listen = //p' "$conf")
+check "curl /v1/health without a token" has '"status":"ok"' "$(curl -s "http://$api/v1/health")"
+check "curl /v1/status with the token" has '"readers"' "$(curl -s -H "Authorization: Bearer $token" "http://$api/v1/status")"
+evil=$(curl -s -w '\n%{http_code}' -H 'Host: evil.example:7711' -H "Authorization: Bearer $token" "http://$api/v1/status")
+check "curl with Host: evil.example is refused (403 host_forbidden)" has '"code":"host_forbidden"' "$(head -1 <<<"$evil")"
+check "... with status 403" has "^403$" "$(tail -1 <<<"$evil")"
+check "curl without a token is refused (401)" has "^401$" "$(curl -s -o /dev/null -w '%{http_code}' "http://$api/v1/status")"
+check "dmpagent token revoke" has "revoked" "$("$bin" token revoke --config "$conf" acceptance 2>&1)"
+check "the revoked token is refused (401)" has "^401$" "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://$api/v1/status")"
+check "dmpagent audit verify" has "audit log intact" "$("$bin" audit verify --config "$conf" 2>&1)"
+check "the OpenAPI document is served" has '"openapi":' "$(curl -s "http://$api/v1/openapi.json")"
+kill "$agent"; wait "$agent" 2>/dev/null
+check "the agent stopped on SIGTERM and said so" has "agent stopped" "$(cat "$work/agent.log")"
 check "sim down" "$bin" sim down
 
 echo "acceptance: $passed passed, $failed failed"
