@@ -13,8 +13,9 @@ import (
 	"github.com/ebfe/scard"
 )
 
-// EventKind says what changed. Its values are the localhost API's event
-// names, so they never change.
+// EventKind says what changed. Scripts and logs rely on its values, so they
+// never change; the agent names them for its API (card-inserted is the
+// event card.inserted).
 type EventKind string
 
 const (
