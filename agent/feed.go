@@ -79,7 +79,13 @@ func (a *Agent) postDocument(w http.ResponseWriter, r *http.Request, c *caller) 
 	if err != nil {
 		return err
 	}
-	sub, err := a.outbox.Enqueue(r.Context(), s.identity.IDNat, ins.Value, payload, &pdfSniffer{r: part})
+	// The outbox keeps the Idempotency-Key with the submission: a resend
+	// after a crash between the two stores finds it there.
+	var key string
+	if k := r.Header.Get("Idempotency-Key"); k != "" {
+		key = app + "\x00" + k
+	}
+	sub, _, err := a.outbox.EnqueueKey(r.Context(), key, s.identity.IDNat, ins.Value, payload, &pdfSniffer{r: part})
 	if err != nil {
 		var sniff *notPDFError
 		if errors.As(err, &sniff) {

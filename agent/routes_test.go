@@ -3,10 +3,12 @@ package agent_test
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -114,6 +116,20 @@ func TestRoutes(t *testing.T) {
 	}
 	if _, err := s.app.Feed(ctx, ins, api.DocumentMetadata{Title: "Other", TypeCode: "11488-4", Format: "pdf"}, strings.NewReader("%PDF-1 b"), key); apiCode(err) != api.CodeIdempotencyReused {
 		t.Fatalf("key reused for another document: %v", err)
+	}
+	// The agent dies between the outbox's commit and the idempotency
+	// record's: the key is still found, in the outbox.
+	db, err := sql.Open("sqlite", filepath.Join(s.cfg.DataDir, "agent.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM idempotency`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s3, err := s.app.Feed(ctx, ins, api.DocumentMetadata{Title: "Idempotent", TypeCode: "11488-4", Format: "pdf"}, strings.NewReader("%PDF-1 a"), key)
+	if err != nil || s3.ID != s1.ID {
+		t.Fatalf("resend after a lost idempotency record: %+v %v (first %s)", s3, err, s1.ID)
 	}
 
 	// Close and reopen (with the card), then withdraw the authorization.

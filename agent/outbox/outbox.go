@@ -141,9 +141,11 @@ CREATE TABLE IF NOT EXISTS submission (
 	created INTEGER NOT NULL,
 	updated INTEGER NOT NULL,
 	size INTEGER NOT NULL,
-	seq INTEGER NOT NULL
+	seq INTEGER NOT NULL,
+	key TEXT
 );
 CREATE INDEX IF NOT EXISTS submission_due ON submission (state, next_attempt, seq);
+CREATE UNIQUE INDEX IF NOT EXISTS submission_key ON submission (key) WHERE key IS NOT NULL;
 `
 
 // Open opens the outbox: the database at dbPath, contents in dir.
@@ -246,8 +248,44 @@ func (o *Outbox) path(id string) string { return filepath.Join(o.dir, id+".bin")
 // Enqueue stores a submission; when it returns, the submission survives a
 // crash.
 func (o *Outbox) Enqueue(ctx context.Context, owner, patient string, payload []byte, content io.Reader) (Submission, error) {
+	s, _, err := o.EnqueueKey(ctx, "", owner, patient, payload, content)
+	return s, err
+}
+
+// EnqueueKey is Enqueue under a caller's idempotency key: a submission
+// already stored under key is returned (existing true) and content is not
+// read. The key is kept with the row, in the same transaction, so that a
+// request resent after a crash finds its submission whatever else was
+// lost.
+func (o *Outbox) EnqueueKey(ctx context.Context, key, owner, patient string, payload []byte, content io.Reader) (s Submission, existing bool, err error) {
+	if key != "" {
+		if s, err := o.byKey(ctx, key); err == nil {
+			return s, true, nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return Submission{}, false, err
+		}
+	}
+	s, err = o.enqueue(ctx, key, owner, patient, payload, content)
+	if err != nil && key != "" && strings.Contains(err.Error(), "UNIQUE") {
+		// The same key raced in: the other request's row wins.
+		if s, err := o.byKey(ctx, key); err == nil {
+			return s, true, nil
+		}
+	}
+	return s, false, err
+}
+
+func (o *Outbox) byKey(ctx context.Context, key string) (Submission, error) {
+	return scanSubmission(o.db.QueryRowContext(ctx, `SELECT `+columns+` FROM submission WHERE key = ?`, key))
+}
+
+func (o *Outbox) enqueue(ctx context.Context, key, owner, patient string, payload []byte, content io.Reader) (Submission, error) {
 	if payload == nil {
 		payload = []byte{}
+	}
+	var dbKey any
+	if key != "" {
+		dbKey = key
 	}
 	id := newID()
 	tmp, err := os.CreateTemp(o.dir, "tmp-*")
@@ -274,9 +312,9 @@ func (o *Outbox) Enqueue(ctx context.Context, owner, patient string, payload []b
 	syncDir(o.dir)
 	now := o.opt.Now().UTC()
 	s := Submission{ID: id, Owner: owner, Patient: patient, Payload: payload, State: Queued, Created: now, Updated: now, Size: n}
-	_, err = o.db.ExecContext(ctx, `INSERT INTO submission (id, owner, patient, payload, state, created, updated, size, seq)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM submission))`,
-		id, owner, patient, payload, Queued, now.UnixMilli(), now.UnixMilli(), n)
+	_, err = o.db.ExecContext(ctx, `INSERT INTO submission (id, owner, patient, payload, state, created, updated, size, seq, key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM submission), ?)`,
+		id, owner, patient, payload, Queued, now.UnixMilli(), now.UnixMilli(), n, dbKey)
 	if err != nil {
 		os.Remove(o.path(id))
 		return Submission{}, err

@@ -318,3 +318,55 @@ func TestDepthCounter(t *testing.T) {
 		t.Fatalf("depth %d after reopening", n)
 	}
 }
+
+func TestEnqueueKey(t *testing.T) {
+	o, _ := open(t, Options{})
+	ctx := context.Background()
+	a, existing, err := o.EnqueueKey(ctx, "app\x00k1", "gp", "p", []byte("m"), strings.NewReader("first"))
+	if err != nil || existing {
+		t.Fatal(existing, err)
+	}
+	b, existing, err := o.EnqueueKey(ctx, "app\x00k1", "gp", "p", []byte("m"), strings.NewReader("second"))
+	if err != nil || !existing || b.ID != a.ID {
+		t.Fatalf("%+v %v %v", b, existing, err)
+	}
+	c, existing, err := o.EnqueueKey(ctx, "other\x00k1", "gp", "p", nil, strings.NewReader("x"))
+	if err != nil || existing || c.ID == a.ID {
+		t.Fatalf("another caller's key: %+v %v %v", c, existing, err)
+	}
+	if _, err := o.Enqueue(ctx, "gp", "p", nil, strings.NewReader("no key")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Enqueue(ctx, "gp", "p", nil, strings.NewReader("no key again")); err != nil {
+		t.Fatal("two submissions without a key collide:", err)
+	}
+	if n, _ := o.Depth(ctx); n != 4 {
+		t.Fatalf("depth %d", n)
+	}
+	// Concurrent requests with one key: one submission.
+	var wg sync.WaitGroup
+	ids := make(chan string, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, _, err := o.EnqueueKey(ctx, "app\x00race", "gp", "p", nil, strings.NewReader("r"))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids <- s.ID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Fatalf("two submissions for one key: %s, %s", first, id)
+		}
+	}
+}
