@@ -577,25 +577,43 @@ func (a *Agent) getDocumentContent(w http.ResponseWriter, r *http.Request, c *ca
 	if err != nil {
 		return err
 	}
+	asPDF := false
+	switch r.URL.Query().Get("format") {
+	case "", "cda":
+	case "pdf":
+		if e.Format.Code != formatPDF {
+			return &api.Error{Status: 415, Code: api.CodeUnsupportedFormat, Message: "this document does not carry a PDF; ask for it as stored (format=cda)"}
+		}
+		asPDF = true
+	default:
+		return api.FieldError("format", "format must be cda (as stored) or pdf (the PDF the document carries)")
+	}
 	doc, err := s.client.Retrieve(r.Context(), s.actor(ins.Value), ins, e.RepositoryUniqueID, id)
 	if err != nil {
 		return err
 	}
 	defer doc.Body.Close()
-	h := w.Header()
-	ct := doc.MimeType
+	body, ct, ext := io.Reader(doc.Body), doc.MimeType, ".xml"
 	if ct == "" {
 		ct = "application/octet-stream"
 	}
+	if asPDF {
+		// The PDF is decoded as it streams: the document is never held.
+		if body, err = dmp.PDFFromCDA(doc.Body); err != nil {
+			return &api.Error{Status: 502, Code: api.CodeDMPFault, Message: "the DMP's document does not carry a readable PDF: " + err.Error()}
+		}
+		ct, ext = "application/pdf", ".pdf"
+	}
+	h := w.Header()
 	h.Set("Content-Type", ct)
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Disposition", `attachment; filename="`+safeFilename(id)+`.xml"`)
-	if e.Size > 0 {
+	h.Set("Content-Disposition", `attachment; filename="`+safeFilename(id)+ext+`"`)
+	if e.Size > 0 && !asPDF {
 		h.Set("X-Document-Size", strconv.FormatInt(e.Size, 10))
 	}
 	w.WriteHeader(200)
-	_, err = io.Copy(w, doc.Body)
+	_, err = io.Copy(w, body)
 	return err
 }
 

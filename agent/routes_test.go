@@ -94,7 +94,7 @@ func TestRoutes(t *testing.T) {
 	if _, err := s.app.UpdateDocument(ctx, ins, doc, api.DocumentPatch{MaskedFromProfessionals: &no}); apiCode(err) != api.CodeDocumentNotFound {
 		t.Fatalf("deleted document: %v", err)
 	}
-	if _, _, err := s.app.Content(ctx, ins, "2.25.1"); apiCode(err) != api.CodeDocumentNotFound {
+	if _, _, err := s.app.Content(ctx, ins, "2.25.1", false); apiCode(err) != api.CodeDocumentNotFound {
 		t.Fatalf("unknown document: %v", err)
 	}
 	// A feed that is not a PDF is refused before the outbox keeps it.

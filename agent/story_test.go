@@ -90,7 +90,7 @@ func TestStory(t *testing.T) {
 	if err != nil || !has(docs, report) || !has(docs, psy) || !hasType(docs, "REMB") {
 		t.Fatalf("gp documents %+v, %v", docs, err)
 	}
-	body, ctype, err := s.app.Content(ctx, insSingle, report)
+	body, ctype, err := s.app.Content(ctx, insSingle, report, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +98,16 @@ func TestStory(t *testing.T) {
 	body.Close()
 	if !bytes.Contains(got, []byte("ClinicalDocument")) || ctype == "" {
 		t.Fatalf("content %q (%s)", got[:min(len(got), 200)], ctype)
+	}
+	// The PDF back, byte for byte, as practice software wants it.
+	body, ctype, err = s.app.Content(ctx, insSingle, report, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(body)
+	body.Close()
+	if !bytes.Equal(got, pdf("report")) || ctype != "application/pdf" {
+		t.Fatalf("PDF %q (%s)", got, ctype)
 	}
 
 	// The pharmacist, authorized by the patient at the counter.

@@ -113,9 +113,10 @@ func newDMPCmd(f *clientFlags) *cobra.Command {
 	list.Flags().StringSliceVar(&q.TypeCodes, "type-code", nil, "only these LOINC types")
 
 	var out string
-	get := clientCommand(f, false, "get INS ID", "Download a document (as the DMP stores it)", cobra.ExactArgs(2),
+	var asPDF bool
+	get := clientCommand(f, false, "get INS ID", "Download a document (as the DMP stores it, or --pdf)", cobra.ExactArgs(2),
 		func(ctx context.Context, cmd *cobra.Command, c *client.Client, args []string) error {
-			body, _, err := c.Content(ctx, args[0], args[1])
+			body, _, err := c.Content(ctx, args[0], args[1], asPDF)
 			if err != nil {
 				return err
 			}
@@ -133,6 +134,7 @@ func newDMPCmd(f *clientFlags) *cobra.Command {
 			return err
 		})
 	get.Flags().StringVarP(&out, "output", "o", "", "write to this new file (default: standard output)")
+	get.Flags().BoolVar(&asPDF, "pdf", false, "the PDF the document carries, not the CDA document around it")
 
 	var unmask bool
 	mask := clientCommand(f, false, "mask INS ID", "Mask a document from other professionals (--unmask to undo)", cobra.ExactArgs(2),

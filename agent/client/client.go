@@ -317,9 +317,14 @@ func (c *Client) Documents(ctx context.Context, ins string, q DocumentQuery) ([]
 	return out.Documents, c.do(ctx, "GET", path, nil, nil, &out)
 }
 
-// Content streams a document's bytes; the caller closes it.
-func (c *Client) Content(ctx context.Context, ins, id string) (io.ReadCloser, string, error) {
-	resp, err := c.send(ctx, "GET", insPath(ins)+"/documents/"+url.PathEscape(id)+"/content", nil, nil)
+// Content streams a document's bytes, as the DMP stores it (a CDA
+// document) or, with pdf, the PDF it carries; the caller closes it.
+func (c *Client) Content(ctx context.Context, ins, id string, pdf bool) (io.ReadCloser, string, error) {
+	path := insPath(ins) + "/documents/" + url.PathEscape(id) + "/content"
+	if pdf {
+		path += "?format=pdf"
+	}
+	resp, err := c.send(ctx, "GET", path, nil, nil)
 	if err != nil {
 		return nil, "", err
 	}

@@ -64,6 +64,8 @@ run "$bin" dmp feed $INS "$tmp/report.pdf" --title "Compte rendu de consultation
 run "$bin" dmp feed $INS "$tmp/psy.pdf" --title "Synthèse psychiatrique" --type-code 68599-0 --wait
 run "$bin" dmp list $INS
 report=$("$bin" dmp list $INS --json | tr -d '\n ' | sed 's/},{/}\n{/g' | grep '"type_code":"11488-4"' | sed -n 's/.*"id":"\([^"]*\)".*/\1/p')
+run "$bin" dmp get $INS "$report" --pdf -o "$tmp/back.pdf"
+run cmp "$tmp/report.pdf" "$tmp/back.pdf" && echo "the PDF read back from the DMP is the one fed, byte for byte"
 
 step "5. the pharmacist (Anne OFFICINE) is authorized by the patient, and reads what the matrix allows"
 run "$bin" session logout
